@@ -1,0 +1,108 @@
+"""The chapter-1 checks pass the reference, and fail typical mistakes with the promised hint."""
+
+import numpy as np
+import pytest
+
+from utils import sampling as R
+from utils.checks import Question, ch01, questions_of
+
+
+def run(check, *args):
+    check(*args)
+    return check.last_record
+
+
+def passes(check, *args):
+    record = run(check, *args)
+    assert record["passed"], record["message"]
+    assert record["points"] == record["max_points"] > 0
+
+
+def fails_with(check, hint, *args):
+    record = run(check, *args)
+    assert not record["passed"] and record["points"] == 0
+    assert hint in record["message"], record["message"]
+
+
+def test_question_registry():
+    qs = questions_of(ch01)
+    assert [q.id for q in qs] == [f"q{i}" for i in range(1, 11)]
+    assert all(isinstance(q, Question) and q.points >= 1 for q in qs)
+    assert sum(q.points for q in qs) == 15
+
+
+def test_reference_passes_every_check():
+    passes(ch01.conditional_probability, 3 / 8)
+    passes(ch01.softmax, R.softmax)
+    passes(ch01.lowered_logit, R.softmax([2.2, 2.0, 0.5])[0])
+    passes(ch01.apply_temperature, R.apply_temperature)
+    passes(ch01.extreme_temperatures, R.next_token_probs([4, 2, .5], 0.1)[0], R.next_token_probs([4, 2, .5], 5.0)[0])
+    passes(ch01.top_k_filter, R.top_k_filter)
+    passes(ch01.top_p_filter, R.top_p_filter)
+    passes(ch01.cross_entropy, R.cross_entropy)
+    passes(ch01.next_token_probs, R.next_token_probs)
+    passes(ch01.sample_next, R.sample_next)
+
+
+def naive_softmax(x):
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def unnormalised_probs(logits, temperature=1.0, top_k=None, top_p=None):
+    return np.exp(R.filter_logits(logits, temperature, top_k, top_p))
+
+
+def top_p_before_temperature(logits, temperature=1.0, top_k=None, top_p=None):
+    return R.softmax(R.apply_temperature(R.top_p_filter(logits, top_p), temperature))
+
+
+def top_p_strict(logits, p):  # stops *before* the token that reaches p
+    probs = R.softmax(logits)
+    order = np.argsort(-probs)
+    keep = np.cumsum(probs[order]) < p - 1e-9
+    keep[0] = True
+    mask = np.zeros_like(keep)
+    mask[order] = keep
+    return np.where(mask, logits, -np.inf)
+
+
+@pytest.mark.parametrize("check,wrong,hint", [
+    (ch01.conditional_probability, 3 / 14, "P(tennis and football)"),
+    (ch01.conditional_probability, ..., "not answered yet"),
+    (ch01.softmax, naive_softmax, "overflow for logits of 1000"),
+    (ch01.softmax, lambda x: np.exp(x), "probabilities sum to"),
+    (ch01.softmax, lambda x: None, "forget `return`"),
+    (ch01.apply_temperature, lambda z, t: np.asarray(z) * t, "you multiplied by T"),
+    (ch01.apply_temperature, lambda z, t: np.asarray(z) / t, "should raise ValueError"),
+    (ch01.top_k_filter, lambda z, k: np.where(z >= np.sort(z)[-k], z, 0.0), "set them to -inf"),
+    (ch01.top_k_filter, lambda z, k: z, "kept 5 tokens with k=2"),
+    (ch01.top_p_filter, top_p_strict, "kept only the top token"),
+    (ch01.top_p_filter, lambda z, p: R.softmax(R.top_p_filter(z, p)), "not probabilities"),
+    (ch01.cross_entropy, lambda z, t: float(np.log(R.softmax(z)[t])), "wrong sign"),
+    (ch01.cross_entropy, lambda z, t: float(-np.log(naive_softmax(np.asarray(z))[t])), "stable log-softmax"),
+    (ch01.next_token_probs, unnormalised_probs, "did you renormalise"),
+    (ch01.next_token_probs, top_p_before_temperature, "top-p before temperature"),
+    (ch01.sample_next, lambda z, rng=None, **kw: int(np.argmax(z)), "always pick the most likely"),
+    (ch01.sample_next, lambda z, rng=None, **kw: int(np.random.default_rng().choice(len(z))), "same seed"),
+])
+def test_typical_mistakes_get_specific_hints(check, wrong, hint):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the wrong versions overflow on purpose
+        fails_with(check, hint, wrong)
+
+
+def test_stubs_and_crashes_are_reported_not_raised():
+    def stub(x):
+        raise NotImplementedError
+
+    fails_with(ch01.softmax, "not implemented yet", stub)
+    fails_with(ch01.softmax, "your code raised ZeroDivisionError", lambda x: 1 / 0)
+
+
+def test_plain_python_prints_one_line(capsys):
+    ch01.conditional_probability(0.375)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["PASS q1 (P(tennis | football) from counts), 1/1 points: 3/8 = 0.375"]

@@ -1,0 +1,98 @@
+"""One source for exercises and setup cells; the repository's notebooks are consistent."""
+
+import json
+import re
+
+import nbformat
+import pytest
+import yaml
+
+from utils.notebook_tools import make_exercise, repository_url, setup_cell_source, strip_solutions, sync
+
+
+def test_function_block_becomes_not_implemented():
+    src = "def f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"
+    out = strip_solutions(src)
+    assert "return 2 * x" not in out and "y = 1" in out
+    assert "    raise NotImplementedError" in out
+    exec(compile(out, "<exercise>", "exec"), ns := {})
+    with pytest.raises(NotImplementedError):
+        ns["f"](1)
+
+
+def test_top_level_block_becomes_ellipsis_answers():
+    out = strip_solutions("a = 1\n### BEGIN SOLUTION\nb = 3 / 8\nc, d = 1, 2\n### END SOLUTION\nprint(a)")
+    exec(compile(out, "<exercise>", "exec"), ns := {})  # "Run all" must not stop here
+    assert ns["b"] is Ellipsis and ns["c"] is Ellipsis and ns["a"] == 1
+    assert "b = ...  # YOUR ANSWER HERE" in out and "d = ...  # YOUR ANSWER HERE" in out
+
+
+@pytest.mark.parametrize("src,message", [
+    ("### BEGIN SOLUTION\nx = 1\n", "without"),
+    ("x = 1\n### END SOLUTION\n", "without"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "nested"),
+])
+def test_malformed_markers_are_errors(src, message):
+    with pytest.raises(ValueError, match=message):
+        strip_solutions(src)
+
+
+def test_solution_only_cells_and_outputs_are_dropped():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("spoiler", metadata={"tags": ["solution-only"]}),
+                nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 2\n### END SOLUTION", outputs=[
+                    nbformat.v4.new_output("stream", text="2")], execution_count=3)]
+    ex = make_exercise(nb)
+    assert len(ex.cells) == 1 and ex.cells[0].outputs == [] and ex.cells[0].execution_count is None
+    assert len(nb.cells) == 2  # the master is untouched
+
+
+def test_committed_exercises_and_setup_cells_are_in_sync(root):
+    assert sync(root, write=False) == []
+
+
+def test_every_notebook_starts_with_the_hidden_setup_cell(root):
+    url, branch = repository_url(root)
+    expected = setup_cell_source(url, branch)
+    for path in sorted(root.glob("*/[0-9][0-9]_*.ipynb")):
+        first = nbformat.read(path, as_version=4).cells[0]
+        assert first.cell_type == "code" and "remove-cell" in first.metadata.get("tags", []), path
+        assert first.source == expected, path
+
+
+def test_setup_cell_is_a_no_op_when_installed():
+    src = setup_cell_source("https://example.invalid/repo", "main")
+    exec(compile(src, "<setup>", "exec"), {})  # would try pip (and fail) if utils were missing
+
+
+def test_toc_lists_exactly_the_chapter_and_exercise_notebooks(root):
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = {c["file"] for part in toc["parts"] for c in part["chapters"]}
+    on_disk = {p.relative_to(root).with_suffix("").as_posix()
+               for folder in ("chapters", "exercises") for p in (root / folder).glob("*.ipynb")}
+    assert files == on_disk
+    assert {p.name for p in (root / "exercises").glob("*.ipynb")} == {p.name for p in (root / "solutions").glob("*.ipynb")}
+    assert {p.name for p in (root / "chapters").glob("*.ipynb")} == {p.name for p in (root / "solutions").glob("*.ipynb")}
+
+
+def test_stored_outputs_are_clean(root):
+    home = re.compile(r"/(?:root|home/[\w.-]+|Users/[\w.-]+)/")
+    for path in sorted(root.glob("chapters/*.ipynb")) + sorted(root.glob("solutions/*.ipynb")):
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert any(c["outputs"] for c in code), f"{path}: no stored outputs for nbval to compare"
+        assert "widgets" not in nb["metadata"], f"{path}: stored widget state"
+        for c in code:
+            assert "execution" not in c["metadata"], f"{path}: timings recorded"
+            for o in c["outputs"]:
+                assert o["output_type"] != "error", f"{path}: stored error {o.get('ename')}"
+                text = "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                assert not home.search(text), f"{path}: home directory in output"
+
+
+def test_repository_url_appears_only_as_in_config(root):
+    url, _ = repository_url(root)
+    owner_repo = url.removeprefix("https://github.com/")
+    for path in [root / "README.md", *root.glob("*/*.ipynb")]:
+        for found in re.findall(r"github\.com/([\w.-]+/[\w.-]+)", path.read_text()):
+            assert found == owner_repo, f"{path} links to {found}, but _config.yml says {owner_repo}"

@@ -1,0 +1,268 @@
+"""Checks for the chapter 1 exercises: the next-token loop and sampling.
+
+Each check compares the learner's answer with ``utils.sampling`` on fixed and random inputs and,
+when they differ, names the most likely mistake. Usage in the notebook::
+
+    from utils.checks import ch01 as check
+    check.softmax(softmax)
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from .. import sampling as ref
+from . import Fail, question
+
+QUESTIONS: dict = {}
+
+# Inputs the checks use; fixed so that every learner sees the same verdicts.
+BEIJING = [4.0, 2.0, 0.5]  # capital / city / university (syllabus, chapter 1)
+_rng = np.random.default_rng(2024)
+RANDOM_ROWS = _rng.normal(0.0, 3.0, size=(5, 12))
+
+
+def _close(a, b, tol=5e-4) -> bool:
+    return abs(float(a) - float(b)) <= tol
+
+
+def _call(fn, *args):
+    """Call the learner's function on copies, so an in-place edit cannot change our inputs."""
+    return fn(*[np.array(a, dtype=float) if isinstance(a, (list, np.ndarray)) else a for a in args])
+
+
+def _as_array(x, what: str) -> np.ndarray:
+    if x is None:
+        raise Fail(f"{what} returned None: did you forget `return`?")
+    try:
+        return np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise Fail(f"{what} should return an array of numbers, got {type(x).__name__}") from None
+
+
+def _expects_value_error(fn, args, what: str):
+    try:
+        fn(*args)
+    except ValueError:
+        return
+    except Exception as e:  # any other error type is a weaker contract
+        raise Fail(f"{what} raised {type(e).__name__}; raise ValueError (naming the argument) instead") from None
+    raise Fail(f"{what} should raise ValueError, but it returned normally")
+
+
+# ---------------------------------------------------------------------------------------------
+@question(QUESTIONS, "q1", "P(tennis | football) from counts", points=1)
+def conditional_probability(p_tennis_given_football):
+    expected = Fraction(3, 8)  # 3 like both, 5 + 3 = 8 like football
+    if _close(p_tennis_given_football, 7 / 14):
+        raise Fail("that is P(tennis) = 7/14; condition on football: among the 8 who like football, how many like tennis?")
+    if _close(p_tennis_given_football, 3 / 14):
+        raise Fail("that is P(tennis and football) = 3/14; divide by P(football) = 8/14")
+    if _close(p_tennis_given_football, 3 / 7):
+        raise Fail("that is P(football | tennis) = 3/7; the condition goes after the bar: divide by the football fans")
+    if not _close(p_tennis_given_football, expected):
+        raise Fail(f"got {float(p_tennis_given_football):.4f}; P(A | B) = P(A and B) / P(B)")
+    return "3/8 = 0.375"
+
+
+@question(QUESTIONS, "q2", "stable softmax", points=2)
+def softmax(fn):
+    probs = _as_array(_call(fn, BEIJING), "softmax([4.0, 2.0, 0.5])")
+    if probs.shape != (3,):
+        raise Fail(f"softmax of 3 logits should return 3 probabilities, got shape {probs.shape}")
+    total = probs.sum()
+    if not np.isfinite(total) or abs(total - 1) > 1e-6:
+        raise Fail(f"probabilities sum to {total:.3g}: did you divide by the sum of the exponentials?")
+    if not np.allclose(probs, ref.softmax(BEIJING), atol=1e-6):
+        raise Fail(f"softmax([4.0, 2.0, 0.5]) gave {np.round(probs, 3)}, expected {np.round(ref.softmax(BEIJING), 3)}")
+    with np.errstate(all="ignore"):
+        big = _as_array(_call(fn, [1000.0, 999.0]), "softmax([1000, 999])")
+    if not np.all(np.isfinite(big)):
+        raise Fail("overflow for logits of 1000 (exp(1000) is inf): subtract the max logit first")
+    if not np.allclose(big, ref.softmax([1000.0, 999.0]), atol=1e-6):
+        raise Fail(f"softmax([1000, 999]) gave {np.round(big, 3)}, expected {np.round(ref.softmax([1000.0, 999.0]), 3)}")
+    batch = _as_array(_call(fn, RANDOM_ROWS), "softmax(a (5, 12) batch)")
+    if batch.shape != RANDOM_ROWS.shape:
+        raise Fail(f"a (5, 12) batch should give (5, 12) probabilities, got {batch.shape}")
+    if not np.allclose(batch.sum(axis=-1), 1, atol=1e-6):
+        raise Fail("each row of a batch should sum to 1: use axis=-1 and keepdims=True for the max and the sum")
+    if not np.allclose(batch, ref.softmax(RANDOM_ROWS), atol=1e-6):
+        raise Fail("rows sum to 1 but the values differ from the reference: subtract each row's own max")
+    return "[0.858, 0.116, 0.026]; stable for logits of 1000; works on batches"
+
+
+@question(QUESTIONS, "q3", "the winner's confidence when its logit drops 4.0 -> 2.2", points=1)
+def lowered_logit(p_capital):
+    expected = ref.softmax([2.2, 2.0, 0.5])[0]
+    if _close(p_capital, ref.softmax(BEIJING)[0]):
+        raise Fail("that is the probability before the change; recompute with logits [2.2, 2.0, 0.5]")
+    if not _close(p_capital, expected, tol=1e-3):
+        raise Fail(f"got {float(p_capital):.4f}; apply softmax to [2.2, 2.0, 0.5] and take the first entry")
+    return f"{expected:.3f}: 'capital' still wins, but with half the confidence"
+
+
+@question(QUESTIONS, "q4", "temperature", points=1)
+def apply_temperature(fn):
+    logits = [3.0, 1.5, 0.5]
+    for t in (0.5, 2.0):
+        out = _as_array(_call(fn, logits, t), f"apply_temperature(logits, {t})")
+        if np.allclose(out, np.multiply(logits, t)):
+            raise Fail(f"at T={t} you multiplied by T; divide the logits by T (T > 1 must flatten the distribution)")
+        if np.allclose(out, ref.softmax(ref.apply_temperature(logits, t))):
+            raise Fail("return the scaled logits, not probabilities; softmax comes later in the pipeline")
+        if not np.allclose(out, ref.apply_temperature(logits, t)):
+            raise Fail(f"apply_temperature([3.0, 1.5, 0.5], {t}) gave {np.round(out, 4)}, expected "
+                       f"{ref.apply_temperature(logits, t)}")
+    for bad in (0.0, -1.0):
+        _expects_value_error(lambda: fn(np.array(logits), bad), (), f"apply_temperature(logits, {bad})")
+    return "divides by T and rejects T <= 0"
+
+
+@question(QUESTIONS, "q5", "the top probability at T = 0.1 and T = 5.0", points=1)
+def extreme_temperatures(p_top_cold, p_top_hot):
+    cold = ref.next_token_probs(BEIJING, temperature=0.1)[0]
+    hot = ref.next_token_probs(BEIJING, temperature=5.0)[0]
+    if _close(p_top_cold, hot, 1e-3) and _close(p_top_hot, cold, 1e-3):
+        raise Fail("the two values are swapped: low T sharpens (top probability near 1), high T flattens")
+    if not _close(p_top_cold, cold, 1e-3):
+        raise Fail(f"p_top_cold = {float(p_top_cold):.4f}; divide [4.0, 2.0, 0.5] by 0.1, then softmax")
+    if not _close(p_top_hot, hot, 1e-3):
+        raise Fail(f"p_top_hot = {float(p_top_hot):.4f}; divide [4.0, 2.0, 0.5] by 5.0, then softmax")
+    return f"{cold:.4f} (near greedy) and {hot:.4f} (near uniform, 1/3)"
+
+
+def _mask_of(out: np.ndarray, what: str) -> np.ndarray:
+    """Which tokens a filter kept (finite logits); NaN is a mistake, not a mask."""
+    if np.any(np.isnan(out)):
+        raise Fail(f"{what} returned NaN; dropped tokens should be -inf")
+    return np.isfinite(out)
+
+
+@question(QUESTIONS, "q6", "top-k filter", points=2)
+def top_k_filter(fn):
+    logits = np.array([1.0, 3.0, 2.0, 0.5, 2.5])
+    out = _as_array(_call(fn, logits, 2), "top_k_filter(logits, 2)")
+    if out.shape != logits.shape:
+        raise Fail(f"return one value per token: expected shape {logits.shape}, got {out.shape}")
+    if np.all(np.isfinite(out)) and np.count_nonzero(out == 0) == 3:
+        raise Fail("dropped tokens are 0, but a logit of 0 still has probability; set them to -inf")
+    kept = _mask_of(out, "top_k_filter")
+    if kept.sum() != 2:
+        raise Fail(f"kept {kept.sum()} tokens with k=2; keep the k largest logits, set the others to -inf")
+    if not np.array_equal(out, ref.top_k_filter(logits, 2)):
+        raise Fail(f"kept the wrong tokens or changed their values: got {out}, expected {ref.top_k_filter(logits, 2)}")
+    tied = np.array([1.0, 3.0, 2.0, 3.0])
+    out = _as_array(_call(fn, tied, 1), "top_k_filter([1, 3, 2, 3], 1)")
+    if not np.array_equal(out, ref.top_k_filter(tied, 1)):
+        raise Fail("with ties at the k-th largest logit keep every tied token (compare with >= the k-th largest)")
+    out = _as_array(_call(fn, logits, 10), "top_k_filter(logits, 10)")
+    if not np.array_equal(out, logits):
+        raise Fail("k larger than the vocabulary should keep every token")
+    out = _as_array(_call(fn, RANDOM_ROWS, 3), "top_k_filter(batch, 3)")
+    if not np.array_equal(out, ref.top_k_filter(RANDOM_ROWS, 3)):
+        raise Fail("wrong on a (5, 12) batch: find the k-th largest value of each row (axis=-1)")
+    return "keeps the k largest (and ties), -inf elsewhere, row by row"
+
+
+@question(QUESTIONS, "q7", "top-p (nucleus) filter", points=2)
+def top_p_filter(fn):
+    probs = np.array([0.5, 0.3, 0.15, 0.05])
+    logits = np.log(probs)
+    out = _as_array(_call(fn, logits, 0.8), "top_p_filter(log([0.5, 0.3, 0.15, 0.05]), 0.8)")
+    if out.shape != logits.shape:
+        raise Fail(f"return one value per token: expected shape {logits.shape}, got {out.shape}")
+    if np.allclose(out[np.isfinite(out)].sum(), 1) and np.all(out >= 0):
+        raise Fail("return logits (with -inf for dropped tokens), not probabilities")
+    kept = _mask_of(out, "top_p_filter").sum()
+    if kept == 1:
+        raise Fail("kept only the top token with p=0.8: keep adding tokens until the cumulative probability reaches p "
+                   "(0.5 < 0.8, so the 0.3 token is needed too)")
+    if kept == 3:
+        raise Fail("kept 3 tokens with p=0.8, but 0.5 + 0.3 already reaches 0.8: stop at the first token that makes "
+                   "the sum reach p (mind float rounding: 0.5 + 0.3 may come out as 0.7999999)")
+    if not np.allclose(out, ref.top_p_filter(logits, 0.8)):
+        raise Fail(f"got {np.round(out, 3)}, expected {np.round(ref.top_p_filter(logits, 0.8), 3)}")
+    out = _as_array(_call(fn, logits, 0.3), "top_p_filter(logits, 0.3)")
+    if _mask_of(out, "top_p_filter").sum() != 1:
+        raise Fail("with p=0.3 only the top token (0.5) is needed; always keep at least the most probable token")
+    shuffled = logits[[2, 0, 3, 1]]
+    out = _as_array(_call(fn, shuffled, 0.8), "top_p_filter on shuffled logits")
+    if not np.allclose(out, ref.top_p_filter(shuffled, 0.8)):
+        raise Fail("correct on sorted input but not on shuffled input: sort the probabilities, then map the kept "
+                   "set back to the original token positions")
+    out = _as_array(_call(fn, RANDOM_ROWS, 0.9), "top_p_filter(batch, 0.9)")
+    if not np.allclose(out, ref.top_p_filter(RANDOM_ROWS, 0.9)):
+        raise Fail("wrong on a (5, 12) batch of random logits: work row by row along axis=-1")
+    return "the smallest set of tokens whose probability reaches p"
+
+
+@question(QUESTIONS, "q8", "cross-entropy of one prediction", points=1)
+def cross_entropy(fn):
+    got = _call(fn, BEIJING, 0)
+    if got is None:
+        raise Fail("returned None: did you forget `return`?")
+    expected = ref.cross_entropy(BEIJING, 0)
+    if _close(got, -expected, 1e-6):
+        raise Fail("wrong sign: the loss is -log P(target), which is >= 0")
+    if _close(got, np.log10(ref.softmax(BEIJING)[0]) * -1, 1e-6):
+        raise Fail("you used log base 10; the loss uses the natural log (np.log)")
+    if not _close(got, expected, 1e-6):
+        raise Fail(f"cross_entropy([4.0, 2.0, 0.5], 0) gave {float(got):.4f}, expected {expected:.4f}")
+    big = _call(fn, [1000.0, 0.0], 1)
+    if not np.isfinite(big) or not _close(big, 1000.0, 1e-6):
+        raise Fail(f"cross_entropy([1000, 0], 1) gave {big}, expected 1000.0: use a stable log-softmax "
+                   "(x - max - log(sum(exp(x - max)))) instead of log(softmax(x))")
+    return f"-log P(capital) = {expected:.3f}; stable for extreme logits"
+
+
+@question(QUESTIONS, "q9", "the sampling distribution (temperature, top-k, top-p, renormalise)", points=2)
+def next_token_probs(fn):
+    cases = [
+        (BEIJING, dict(temperature=1.0, top_k=None, top_p=None)),
+        (RANDOM_ROWS[0], dict(temperature=0.7, top_k=None, top_p=0.9)),
+        (RANDOM_ROWS[1], dict(temperature=1.5, top_k=5, top_p=None)),
+        (RANDOM_ROWS[2], dict(temperature=2.0, top_k=6, top_p=0.8)),
+    ]
+    for logits, kw in cases:
+        probs = _as_array(fn(np.array(logits), **kw), f"next_token_probs(..., {kw})")
+        total = probs.sum()
+        if abs(total - 1) > 1e-6:
+            raise Fail(f"probabilities sum to {total:.3g} with {kw}: did you renormalise (softmax) after filtering?")
+        expected = ref.next_token_probs(logits, **kw)
+        if not np.allclose(probs, expected, atol=1e-6):
+            if kw["top_p"] is not None:
+                wrong_order = ref.softmax(ref.apply_temperature(ref.top_p_filter(logits, kw["top_p"]), kw["temperature"]))
+                if kw["top_k"] is None and np.allclose(probs, wrong_order, atol=1e-6):
+                    raise Fail("you applied top-p before temperature; temperature comes first, because it changes "
+                               "the probabilities that top-p measures")
+            raise Fail(f"wrong distribution for {kw}: the order is temperature, top-k, top-p, then softmax")
+    return "temperature -> top-k -> top-p -> renormalise"
+
+
+@question(QUESTIONS, "q10", "seeded sampling", points=2)
+def sample_next(fn):
+    logits = np.array([2.0, 1.0, 0.0, -1.0, -3.0])
+    kw = dict(temperature=0.8, top_k=None, top_p=0.95)
+    n = 4000
+    draws = [fn(logits.copy(), **kw, rng=np.random.default_rng(seed)) for seed in range(3)]
+    if any(d is None for d in draws):
+        raise Fail("returned None: return the sampled token id")
+    rng = np.random.default_rng(0)
+    ids = np.array([fn(logits.copy(), **kw, rng=rng) for _ in range(n)])
+    again = np.array([fn(logits.copy(), **kw, rng=np.random.default_rng(0)) for _ in range(2)])
+    if again[0] != again[1]:
+        raise Fail("the same seed gave different tokens: draw from the `rng` argument, not np.random")
+    expected = ref.next_token_probs(logits, **kw)
+    if np.any(expected[ids] == 0):
+        raise Fail(f"sampled a token that top-p removed (ids {sorted(set(ids[expected[ids] == 0].tolist()))})")
+    freq = np.bincount(ids.astype(int), minlength=len(logits)) / n
+    # Binomial standard error of each frequency; 5 sigma keeps a correct sampler from failing by chance.
+    sigma = np.sqrt(expected * (1 - expected) / n)
+    if np.any(np.abs(freq - expected) > 5 * sigma + 1e-9):
+        if freq.argmax() == expected.argmax() and freq.max() > 0.99:
+            raise Fail("you always pick the most likely token; sample in proportion to the probabilities")
+        raise Fail(f"over {n} draws the frequencies {np.round(freq, 3)} differ from the probabilities "
+                   f"{np.round(expected, 3)}")
+    return f"{n} draws match the probabilities within 5 standard errors"
