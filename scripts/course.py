@@ -60,10 +60,14 @@ def _missing(requirements: list[str]) -> list[str]:
 
 
 def _utils_is_ours() -> bool:
-    spec = importlib.util.find_spec("utils")
-    if spec is None or not spec.origin:
-        return False
-    return Path(spec.origin).resolve().parent == ROOT / "utils"
+    """Does a fresh interpreter (as a notebook kernel would be) import `utils` from this folder?
+
+    Asked in a subprocess: an editable install registers itself when Python starts, so this
+    process cannot see one it has just made. The working folder is scripts/, which has no utils.
+    """
+    probe = subprocess.run([sys.executable, "-c", "import utils, pathlib; print(pathlib.Path(utils.__file__).resolve())"],
+                           cwd=ROOT / "scripts", capture_output=True, text=True)
+    return probe.returncode == 0 and Path(probe.stdout.strip()).parent == ROOT / "utils"
 
 
 def setup() -> None:
@@ -79,7 +83,6 @@ def setup() -> None:
         # Without build isolation, the editable install needs no download when setuptools is present.
         isolation = [] if _missing(["setuptools>=64"]) else ["--no-build-isolation"]
         run(pip + isolation + ["-e", ".", "-r", "requirements-dev.txt"])
-        importlib.invalidate_caches()
         if not _utils_is_ours():
             sys.exit("error: `utils` still does not import from this folder; is another package named utils installed?")
     else:
