@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The CPU build, installed first so that pip does not pull a multi-GB CUDA build; a wide range in
 # requirements.txt then accepts it (and Colab's preinstalled torch). Override with LLMCC_TORCH_SPEC.
 TORCH_SPEC = os.environ.get("LLMCC_TORCH_SPEC", "torch==2.13.0")
+# This Python's jupyter-book, whether or not its virtual environment is activated.
+JUPYTER_BOOK = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
 PYTEST_WORKERS = os.environ.get("LLMCC_TEST_WORKERS", "2")
 
 
@@ -92,8 +94,7 @@ def setup() -> None:
 def book() -> None:
     setup()
     shutil.rmtree(ROOT / "_build", ignore_errors=True)
-    jb = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
-    run([jb, "build", "--all", "--warningiserror", "--nitpick", "--keep-going", "."])
+    run([*JUPYTER_BOOK, "build", "--all", "--warningiserror", "--nitpick", "--keep-going", "."])
     index = ROOT / "_build" / "html" / "index.html"
     if not index.exists():
         sys.exit(f"error: the build finished but {index} is missing")

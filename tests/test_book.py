@@ -1,6 +1,5 @@
 """The book builds with warnings as errors and shows the verified outputs with Colab buttons."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,12 +8,14 @@ import pytest
 
 from utils.notebook_tools import repository_url
 
+# This Python's jupyter-book, whether or not its virtual environment is activated.
+JUPYTER_BOOK = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
+
 
 @pytest.fixture(scope="module")
 def html(root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
-    jb = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
-    result = subprocess.run([jb, "build", "--all", "--warningiserror", "--nitpick", "--keep-going",
+    result = subprocess.run([*JUPYTER_BOOK, "build", "--all", "--warningiserror", "--nitpick", "--keep-going",
                              "--path-output", str(out), str(root)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out / "_build" / "html"
