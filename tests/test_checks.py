@@ -67,6 +67,16 @@ def top_p_strict(logits, p):  # stops *before* the token that reaches p
     return np.where(mask, logits, -np.inf)
 
 
+def top_p_no_ties(logits, p):  # right set size, but drops tokens tied with the last kept one
+    probs = R.softmax(logits)
+    order = np.argsort(-probs, axis=-1, kind="stable")
+    sorted_probs = np.take_along_axis(probs, order, axis=-1)
+    keep_sorted = np.cumsum(sorted_probs, axis=-1) - sorted_probs < p - 1e-6
+    keep = np.zeros_like(keep_sorted)
+    np.put_along_axis(keep, order, keep_sorted, axis=-1)
+    return np.where(keep, logits, -np.inf)
+
+
 @pytest.mark.parametrize("check,wrong,hint", [
     (ch01.conditional_probability, 3 / 14, "P(tennis and football)"),
     (ch01.conditional_probability, ..., "not answered yet"),
@@ -79,6 +89,7 @@ def top_p_strict(logits, p):  # stops *before* the token that reaches p
     (ch01.top_k_filter, lambda z, k: z, "kept 5 tokens with k=2"),
     (ch01.top_p_filter, top_p_strict, "kept only the top token"),
     (ch01.top_p_filter, lambda z, p: R.softmax(R.top_p_filter(z, p)), "not probabilities"),
+    (ch01.top_p_filter, top_p_no_ties, "tied with it"),
     (ch01.cross_entropy, lambda z, t: float(np.log(R.softmax(z)[t])), "wrong sign"),
     (ch01.cross_entropy, lambda z, t: float(-np.log(naive_softmax(np.asarray(z))[t])), "stable log-softmax"),
     (ch01.next_token_probs, unnormalised_probs, "did you renormalise"),

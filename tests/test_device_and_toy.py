@@ -68,7 +68,10 @@ def test_plots_and_explorer_draw_what_the_sampler_uses():
     fig = plot_sampling_grid(tokens, logits, [dict(temperature=0.5), dict(top_k=2)], ncols=3)
     assert sum(ax.get_visible() for ax in fig.axes) == 2
     heights = [p.get_height() for p in fig.axes[1].patches]
-    np.testing.assert_allclose(heights, next_token_probs(logits, top_k=2))
+    kept = next_token_probs(logits, top_k=2)
+    np.testing.assert_allclose(heights, np.where(kept > 0, kept, next_token_probs(logits)))  # grey: before filtering
+    colors = [p.get_facecolor() for p in fig.axes[1].patches]
+    assert colors[0] == colors[1] != colors[2] == colors[3]
     panel = sampling_explorer(tokens, logits)
     np.testing.assert_allclose(panel.update(0.7, 0, 0.9), next_token_probs(logits, 0.7, None, 0.9))
     with pytest.raises(ValueError, match="same 1-D vocabulary"):

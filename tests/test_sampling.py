@@ -130,6 +130,13 @@ def test_matches_hugging_face_logits_processors(kw):
     np.testing.assert_allclose(ours, hf, atol=1e-6)
 
 
+def test_hugging_face_rejects_temperature_zero_as_the_chapter_says():
+    from transformers import TemperatureLogitsWarper
+
+    with pytest.raises(ValueError, match="do_sample=False"):
+        TemperatureLogitsWarper(0.0)
+
+
 # --- sampling statistics and reproducibility ---------------------------------------------------
 
 def _assert_frequencies_match(ids, probs, n):

@@ -2,7 +2,8 @@
 
 ``sampling_explorer`` is an ipywidgets control panel for a live notebook (Jupyter, Colab);
 ``plot_sampling_grid`` draws the same panels for chosen settings as a static figure, which is
-what the online book shows. Both draw with ``plot_sampling_setting`` so they cannot disagree.
+what the online book shows. Both draw with ``plot_sampling_setting`` so they cannot disagree:
+blue bars are what the sampler draws from, grey bars the tokens the filters removed.
 """
 
 from __future__ import annotations
@@ -26,9 +27,16 @@ def _describe(temperature, top_k, top_p) -> str:
 
 def plot_sampling_setting(ax, tokens: Sequence[str], logits, temperature: float = 1.0,
                           top_k: int | None = None, top_p: float | None = None, title: str | None = None):
-    """Draw the final sampling distribution for one setting; filtered-out tokens are grey."""
+    """Draw the final sampling distribution for one setting and return it.
+
+    Kept tokens (blue) show the probability the sampler uses, after renormalising; filtered-out
+    tokens (grey) show the probability they had before the filters removed them, so the reader
+    sees what was cut.
+    """
+    before = next_token_probs(logits, temperature)
     probs = next_token_probs(logits, temperature, top_k or None, top_p)
-    plot_distribution(tokens, probs, ax=ax, kept=probs > 0,
+    kept = probs > 0
+    plot_distribution(tokens, np.where(kept, probs, before), ax=ax, kept=kept,
                       title=title or _describe(temperature, top_k, top_p))
     return probs
 

@@ -170,6 +170,17 @@ def sync(root: Path, write: bool) -> list[str]:
     return differences
 
 
+def _coalesce_streams(outputs: list) -> list:
+    merged: list = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] += out["text"]
+        else:
+            merged.append(out)
+    return merged
+
+
 def execute(path: Path, timeout: int = 600) -> None:
     """Run a notebook top to bottom in a kernel of this environment and store its outputs in place.
 
@@ -186,6 +197,9 @@ def execute(path: Path, timeout: int = 600) -> None:
                    resources={"metadata": {"path": str(path.resolve().parent)}}).execute()
     # Widget state only matters in a live kernel; the book shows static figures instead.
     nb.metadata.pop("widgets", None)
+    for cell in nb.cells:  # one stream output per name, however the kernel happened to flush
+        if cell.cell_type == "code":
+            cell.outputs = _coalesce_streams(cell.outputs)
     nbformat.write(nb, path)
 
 
