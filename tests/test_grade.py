@@ -21,6 +21,7 @@ def test_solution_scores_full_marks(root):
 def test_blank_exercise_scores_zero_without_crashing(root):
     report = grade_notebook(root / "exercises" / "01_next_token_loop.ipynb")
     assert (report.score, report.max_score) == (0, 15)
+    assert report.cell_problems == []  # "Run all" on a fresh exercise reaches every check
     assert all(("not implemented" in q.message or "not answered" in q.message) for q in report.questions)
 
 
