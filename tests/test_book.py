@@ -21,10 +21,11 @@ def html(root, tmp_path_factory) -> Path:
     return out / "_build" / "html"
 
 
-def test_index_and_chapter_pages_exist(html):
+def test_index_and_every_notebook_page_exist(html, root):
     assert (html / "index.html").exists()
-    assert (html / "chapters" / "01_next_token_loop.html").exists()
-    assert (html / "exercises" / "01_next_token_loop.html").exists()
+    for folder in ("chapters", "exercises"):
+        for nb in (root / folder).glob("*.ipynb"):
+            assert (html / folder / f"{nb.stem}.html").exists(), nb
 
 
 def test_chapter_page_has_outputs_figures_and_colab_link(html, root):

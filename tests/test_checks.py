@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from utils import sampling as R
-from utils.checks import Question, ch01, questions_of
+from utils import bpe as B
+from utils.checks import Question, ch01, ch02, questions_of
 
 
 def run(check, *args):
@@ -117,3 +118,56 @@ def test_plain_python_prints_one_line(capsys):
     ch01.conditional_probability(0.375)
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ["PASS q1 (P(tennis | football) from counts), 1/1 points: 3/8 = 0.375"]
+
+
+# --- chapter 2 ----------------------------------------------------------------------------------
+
+def naive_bpe(text, n):
+    return list(B.BPETokenizer(pattern=None).train(text, 256 + n).merges)
+
+
+def test_chapter2_reference_passes():
+    passes(ch02.count_pairs, B.count_pairs)
+    passes(ch02.merge_pair, B.merge_pair)
+    passes(ch02.train, naive_bpe)
+    passes(ch02.encode, _encode_ref)
+    passes(ch02.decode, lambda ids, vocab: b"".join(vocab[i] for i in ids).decode("utf-8", "replace"))
+    from utils.corpus import parallel_text
+    from utils.course_tokenizers import english_and_mixed_tokenizers
+
+    english_only, mixed = english_and_mixed_tokenizers()
+    paragraph = parallel_text("zh")[-1]
+    passes(ch02.chinese_ratio, len(english_only.encode(paragraph)) / len(mixed.encode(paragraph)))
+
+
+def _encode_ref(text, merges):
+    ids = list(text.encode("utf-8"))
+    for k, pair in enumerate(merges):
+        ids = B.merge_pair(ids, tuple(pair), 256 + k)
+    return ids
+
+
+def train_largest_pair_on_tie(text, n):
+    ids, merges = list(text.encode("utf-8")), []
+    for k in range(n):
+        counts = B.count_pairs(ids)
+        if not counts or max(counts.values()) < 2:
+            break
+        pair = max(p for p, c in counts.items() if c == max(counts.values()))
+        merges.append(pair)
+        ids = B.merge_pair(ids, pair, 256 + k)
+    return merges
+
+
+@pytest.mark.parametrize("check,wrong,hint", [
+    (ch02.count_pairs, lambda ids: {}, "count_pairs([1, 2, 3, 1, 2]) gave {}"),
+    (ch02.merge_pair, lambda ids, pair, new: [new if (a, b) == pair else a for a, b in zip(ids, ids[1:] + [None])],
+     "merge_pair([1, 2, 3, 1, 2], (1, 2), 4) gave"),
+    (ch02.train, train_largest_pair_on_tie, "tie rule takes the smaller pair"),
+    (ch02.encode, lambda text, merges: list(text.encode("utf-8")), "apply merges in the order"),
+    (ch02.decode, lambda ids, vocab: "".join(vocab[i].decode("utf-8", "replace") for i in ids), "join the bytes"),
+    (ch02.decode, lambda ids, vocab: b"".join(vocab[i] for i in ids), "return a str"),
+    (ch02.chinese_ratio, 1.0, "count len(tok.encode(paragraph))"),
+])
+def test_chapter2_mistakes_get_hints(check, wrong, hint):
+    fails_with(check, hint, wrong)
