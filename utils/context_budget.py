@@ -1,0 +1,238 @@
+"""Plan what goes into a fixed context window (chapter 3, "Context budgets").
+
+A model's context window is one budget of tokens shared by everything in the prompt *and* the
+answer it will write. ``plan_context`` takes the parts of a request and decides what fits:
+
+    system prompt      always kept (the application's instructions)
+    question           always kept; never trimmed, never dropped
+    answer reserve     tokens kept free for the reply; nothing may use them
+    evidence chunks    retrieved text with relevance scores: ranked, weak ones dropped, the rest
+                       added best first; a chunk that does not fit whole is cut to the room left
+                       (if at least ``min_chunk_tokens`` remain) or dropped
+    history turns      earlier conversation: newest first; older turns that do not fit are dropped,
+                       or replaced by one short summary (``history_strategy="summarise"``); if
+                       the summary does not fit, the oldest kept turns are folded into it too
+
+It refuses an impossible budget (system + question + reserve > window) with a ``ValueError``
+rather than silently dropping the question. Every decision is recorded with its reason, and
+``BudgetPlan.report()`` prints them. Token counts come from a real tokenizer: the course's BPE
+(``utils.course_tokenizers.course_tokenizer``) unless another one is passed.
+
+Deliberately left out: re-ranking models, deduplication of evidence and LLM-written summaries
+(``summarise`` is an extractive stand-in: the first sentence of each dropped turn).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+__all__ = ["Turn", "Evidence", "BudgetItem", "BudgetPlan", "plan_context", "first_sentences"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    text: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    text: str
+    score: float  # relevance from a retriever, higher is better
+    source: str = ""
+
+
+@dataclass
+class BudgetItem:
+    kind: str  # "system", "history", "summary", "evidence", "question"
+    label: str
+    text: str  # what goes into the prompt ("" if dropped)
+    tokens: int  # tokens it uses in the prompt (0 if dropped)
+    original_tokens: int
+    action: str  # "kept", "cut", "dropped", "summarised"
+    reason: str
+
+
+@dataclass
+class BudgetPlan:
+    window: int
+    answer_reserve: int
+    items: list[BudgetItem] = field(default_factory=list)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(i.tokens for i in self.items)
+
+    @property
+    def free_tokens(self) -> int:
+        """Room left in the window after the prompt and the answer reserve (never negative)."""
+        return self.window - self.prompt_tokens - self.answer_reserve
+
+    def kept(self, kind: str | None = None) -> list[BudgetItem]:
+        return [i for i in self.items if i.tokens > 0 and (kind is None or i.kind == kind)]
+
+    def removed(self) -> list[BudgetItem]:
+        return [i for i in self.items if i.action in ("dropped", "summarised")]
+
+    def prompt(self) -> str:
+        """The assembled prompt: system, summary, history (oldest first), evidence, question."""
+        order = {"system": 0, "summary": 1, "history": 2, "evidence": 3, "question": 4}
+        kept = sorted(self.kept(), key=lambda i: order[i.kind])  # stable: keeps each kind's order
+        return "".join(i.text for i in kept)
+
+    def report(self) -> str:
+        lines = [f"window {self.window} = prompt {self.prompt_tokens} + answer reserve {self.answer_reserve} "
+                 f"+ free {self.free_tokens}"]
+        for i in self.items:
+            used = f"{i.tokens}/{i.original_tokens}" if i.tokens != i.original_tokens else f"{i.tokens}"
+            lines.append(f"  {i.action:<10} {i.kind:<8} {i.label:<22} {used:>9} tokens  {i.reason}")
+        return "\n".join(lines)
+
+
+def first_sentences(turns: Sequence[Turn], max_chars: int = 80) -> str:
+    """Extractive stand-in for a summary: the first sentence of each turn, shortened."""
+    parts = []
+    for t in turns:
+        sentence = re.split(r"(?<=[.!?。？！])\s*", t.text.strip(), maxsplit=1)[0]
+        parts.append(f"{t.role}: {sentence[:max_chars]}")
+    return "Summary of earlier conversation: " + " | ".join(parts) + "\n"
+
+
+def _default_tokenizer():
+    from .course_tokenizers import course_tokenizer
+
+    return course_tokenizer()
+
+
+def plan_context(
+    window: int,
+    system: str,
+    question: str,
+    answer_reserve: int,
+    history: Sequence[Turn] = (),
+    evidence: Sequence[Evidence] = (),
+    *,
+    min_score: float = 0.0,
+    max_evidence_tokens: int | None = None,
+    min_chunk_tokens: int = 20,
+    history_strategy: str = "drop",
+    summarise: Callable[[Sequence[Turn]], str] = first_sentences,
+    tokenizer=None,
+) -> BudgetPlan:
+    """Fit a request into ``window`` tokens. Defined in chapter 3; see the module docstring.
+
+    Evidence comes before history: in a retrieval-augmented (RAG) request the evidence is what
+    answers the question. ``max_evidence_tokens`` caps evidence so that some history survives.
+    """
+    tok = tokenizer or _default_tokenizer()
+    count = lambda s: len(tok.encode(s, allowed_special="none"))  # noqa: E731
+
+    for name, value in [("window", window), ("answer_reserve", answer_reserve), ("min_chunk_tokens", min_chunk_tokens)]:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    if window == 0:
+        raise ValueError("window must be at least 1 token, got 0")
+    if not question.strip():
+        raise ValueError("question must not be empty: the request has nothing to answer")
+    if history_strategy not in ("drop", "summarise"):
+        raise ValueError(f"history_strategy must be 'drop' or 'summarise', got {history_strategy!r}")
+    if max_evidence_tokens is not None and max_evidence_tokens < 0:
+        raise ValueError(f"max_evidence_tokens must be >= 0 or None, got {max_evidence_tokens}")
+
+    system_text = f"System: {system}\n" if system else ""
+    question_text = f"Question: {question}\n"
+    n_system, n_question = count(system_text), count(question_text)
+    fixed = n_system + n_question + answer_reserve
+    if fixed > window:
+        raise ValueError(
+            f"impossible budget: system prompt ({n_system}) + question ({n_question}) + answer_reserve "
+            f"({answer_reserve}) = {fixed} tokens > window ({window}); shorten the system prompt, lower the "
+            "reserve or use a model with a larger window (the question is never dropped)")
+
+    plan = BudgetPlan(window, answer_reserve)
+    if system_text:
+        plan.items.append(BudgetItem("system", "system prompt", system_text, n_system, n_system, "kept", "always kept"))
+    room = window - fixed
+
+    # Evidence: best first, weak chunks out, cut the last one to fit if enough room is left.
+    evidence_room = room if max_evidence_tokens is None else min(room, max_evidence_tokens)
+    ranked = sorted(enumerate(evidence), key=lambda ie: (-ie[1].score, ie[0]))
+    for rank, (idx, ev) in enumerate(ranked):
+        label = ev.source or f"chunk {idx}"
+        text = f"Evidence ({label}): {ev.text}\n"
+        n = count(text)
+        if ev.score < min_score:
+            plan.items.append(BudgetItem("evidence", label, "", 0, n, "dropped",
+                                         f"relevance {ev.score:.2f} < min_score {min_score:.2f}"))
+        elif n <= evidence_room:
+            plan.items.append(BudgetItem("evidence", label, text, n, n, "kept",
+                                         f"rank {rank + 1}, relevance {ev.score:.2f}"))
+            evidence_room -= n
+            room -= n
+        elif evidence_room >= min_chunk_tokens:
+            ids = tok.encode(text, allowed_special="none")
+            cut = _cut_to_tokens(count, lambda k: tok.decode(ids[:k]), len(ids), evidence_room)
+            m = count(cut)
+            plan.items.append(BudgetItem("evidence", label, cut, m, n, "cut",
+                                         f"rank {rank + 1}: only {evidence_room} tokens left for evidence"))
+            evidence_room -= m
+            room -= m
+        else:
+            plan.items.append(BudgetItem("evidence", label, "", 0, n, "dropped",
+                                         f"rank {rank + 1}: needs {n} tokens, {evidence_room} left for evidence"))
+
+    # History: newest first; what does not fit is dropped or summarised.
+    kept_history: list[tuple[int, BudgetItem]] = []  # (turn index, item); the summary sorts first as -1
+    overflow: list[tuple[int, Turn, int]] = []
+    for idx in range(len(history) - 1, -1, -1):
+        turn = history[idx]
+        text = f"{turn.role.capitalize()}: {turn.text}\n"
+        n = count(text)
+        if not overflow and n <= room:
+            kept_history.append((idx, BudgetItem("history", f"turn {idx} ({turn.role})", text, n, n, "kept",
+                                                 "newest turns first")))
+            room -= n
+        else:
+            overflow.append((idx, turn, n))  # once one turn is left out, all older ones are too
+    if overflow and history_strategy == "summarise":
+        # If the summary does not fit, fold the oldest kept turn into it too, and try again.
+        while True:
+            older = [t for _, t, _ in sorted(overflow)]
+            summary = summarise(older)
+            n = count(summary)
+            if n <= room or not kept_history:
+                break
+            idx, item = kept_history.pop()  # the oldest kept turn (they were added newest first)
+            room += item.tokens
+            overflow.append((idx, history[idx], item.tokens))
+        if n <= room:
+            kept_history.append((-1, BudgetItem("summary", f"summary of {len(older)} turns", summary, n, n, "kept",
+                                                "stands in for the oldest turns")))
+            room -= n
+            action, why = "summarised", "older than the turns that fit; in the summary"
+        else:
+            action, why = "dropped", f"no room even for a {n}-token summary"
+    else:
+        action, why = "dropped", "older than the turns that fit"
+    for idx, turn, n in sorted(overflow):
+        plan.items.append(BudgetItem("history", f"turn {idx} ({turn.role})", "", 0, n, action, why))
+    plan.items.extend(item for _, item in sorted(kept_history, key=lambda pair: pair[0]))
+    plan.items.append(BudgetItem("question", "question", question_text, n_question, n_question, "kept",
+                                 "always kept"))
+    assert plan.prompt_tokens + answer_reserve <= window  # the invariant the whole module exists for
+    return plan
+
+
+def _cut_to_tokens(count, decode_prefix, n_ids: int, limit: int) -> str:
+    """The longest prefix (at a token boundary) that, with '...' and a newline, uses <= ``limit`` tokens."""
+    lo, hi, best = 0, n_ids, ""
+    while lo <= hi:  # binary search on the number of kept tokens
+        mid = (lo + hi) // 2
+        candidate = decode_prefix(mid).rstrip("\n") + "...\n"
+        if count(candidate) <= limit:
+            best, lo = candidate, mid + 1
+        else:
+            hi = mid - 1
+    return best

@@ -1,0 +1,94 @@
+"""Long-context methods, each small enough to check by hand (chapter 3).
+
+- ``causal_mask`` / ``sliding_window_mask``: which keys each query may attend to. A sliding window
+  of w keys (Longformer, Beltagy et al. 2020; Mistral 7B, Jiang et al. 2023) makes attention cost
+  O(n w) instead of O(n^2); information still travels further through stacked layers.
+- ``linear_attention``: replace softmax(q.k) by a kernel phi(q).phi(k) (Katharopoulos et al.,
+  ICML 2020, with phi(x) = elu(x) + 1). Then (phi(Q) phi(K)^T) V == phi(Q) (phi(K)^T V) by
+  associativity, and the right-hand order never builds the n x n matrix: O(n d^2) instead of O(n^2 d).
+- ``interpolate_positions``: position interpolation (Chen et al., 2023) rescales positions by
+  L_train / L_target so that a longer sequence reuses the position range the model was trained on.
+
+Shapes: Q, K, V are (n, d) NumPy arrays for one head. Deliberately left out: the causal form of
+linear attention (a running sum over keys) and learned sparse patterns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["causal_mask", "sliding_window_mask", "elu_feature_map", "linear_attention", "softmax_attention",
+           "interpolate_positions"]
+
+
+def _check_n(n, name="n"):
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+
+
+def causal_mask(n: int) -> np.ndarray:
+    """(n, n) boolean: query i may see keys j <= i. Defined in chapter 3 (used again in chapter 5).
+
+    Example: causal_mask(3) -> [[T, F, F], [T, T, F], [T, T, T]]
+    """
+    _check_n(n)
+    return np.tril(np.ones((n, n), dtype=bool))
+
+
+def sliding_window_mask(n: int, window: int) -> np.ndarray:
+    """(n, n) boolean: query i sees keys j with i - window < j <= i (itself and window - 1 before).
+
+    Example: sliding_window_mask(4, 2) -> each row has at most 2 True, on and just left of the diagonal.
+    Defined in chapter 3.
+    """
+    _check_n(n)
+    _check_n(window, "window")
+    i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+    return (j <= i) & (i - j < window)
+
+
+def softmax_attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """softmax(Q K^T / sqrt(d)) V with masked-out scores set to -inf (the chapter-5 formula)."""
+    scores = Q @ K.T / np.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    w = np.exp(scores)
+    return (w / w.sum(axis=-1, keepdims=True)) @ V
+
+
+def elu_feature_map(x: np.ndarray) -> np.ndarray:
+    """phi(x) = elu(x) + 1, positive everywhere (Katharopoulos et al., 2020)."""
+    return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0)))
+
+
+def linear_attention(Q, K, V, feature_map=elu_feature_map, order: str = "linear") -> np.ndarray:
+    """Non-causal linear attention: row i is sum_j phi(q_i).phi(k_j) v_j / sum_j phi(q_i).phi(k_j).
+
+    ``order="quadratic"`` computes (phi(Q) phi(K)^T) V, building the (n, n) matrix;
+    ``order="linear"`` computes phi(Q) (phi(K)^T V), which never does. Same numbers. Defined in chapter 3.
+    """
+    if order not in ("linear", "quadratic"):
+        raise ValueError(f"order must be 'linear' or 'quadratic', got {order!r}")
+    Q, K, V = (np.asarray(a, dtype=float) for a in (Q, K, V))
+    if Q.ndim != 2 or K.shape != Q.shape or V.ndim != 2 or V.shape[0] != K.shape[0]:
+        raise ValueError(f"expected Q, K of shape (n, d) and V of shape (n, d_v), got {Q.shape}, {K.shape}, {V.shape}")
+    fq, fk = feature_map(Q), feature_map(K)
+    if order == "quadratic":
+        weights = fq @ fk.T  # (n, n)
+        return (weights @ V) / weights.sum(axis=1, keepdims=True)
+    kv = fk.T @ V  # (d, d_v): a summary of all keys and values, independent of n
+    normaliser = fq @ fk.sum(axis=0)  # (n,)
+    return (fq @ kv) / normaliser[:, None]
+
+
+def interpolate_positions(n_tokens: int, train_length: int) -> np.ndarray:
+    """Positions 0..n_tokens-1, scaled by train_length / n_tokens when the sequence is longer.
+
+    Chen et al. (2023): position m becomes m * L_train / L_target, so every position lies in
+    [0, L_train). Shorter sequences are left alone. Defined in chapter 3.
+    """
+    _check_n(n_tokens, "n_tokens")
+    _check_n(train_length, "train_length")
+    positions = np.arange(n_tokens, dtype=float)
+    return positions * (train_length / n_tokens) if n_tokens > train_length else positions
