@@ -5,7 +5,7 @@ import pytest
 
 from utils import sampling as R
 from utils import bpe as B
-from utils.checks import Question, ch01, ch02, questions_of
+from utils.checks import Question, ch01, ch02, ch03, questions_of
 
 
 def run(check, *args):
@@ -171,3 +171,51 @@ def train_largest_pair_on_tie(text, n):
 ])
 def test_chapter2_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)
+
+
+# --- chapter 3 ----------------------------------------------------------------------------------
+
+def test_chapter3_reference_passes():
+    from utils import context_cost as C
+    from utils import long_context as L
+    from utils.context_budget import plan_context
+
+    passes(ch03.kv_cache_bytes, lambda layers, kv, hd, n, b: 2 * layers * kv * hd * n * b)
+    passes(ch03.flops_ratio, C.attention_flops(C.GPT2_SMALL, 8192) / C.attention_flops(C.GPT2_SMALL, 2048))
+    passes(ch03.sliding_window_mask, L.sliding_window_mask)
+    passes(ch03.linear_attention, lambda fq, fk, V: (fq @ (fk.T @ V)) / (fq @ fk.sum(axis=0))[:, None])
+    passes(ch03.interpolate, L.interpolate_positions)
+    passes(ch03.rag_budget, plan_context(ch03.RAG_WINDOW, ch03.RAG_SYSTEM, ch03.RAG_QUESTION, 250, ch03.RAG_HISTORY,
+                                         ch03.RAG_EVIDENCE, min_score=0.3, max_evidence_tokens=500,
+                                         history_strategy="summarise"))
+
+
+def _budget(**kw):
+    from utils.context_budget import plan_context
+
+    args = dict(answer_reserve=250, history=ch03.RAG_HISTORY, evidence=ch03.RAG_EVIDENCE, min_score=0.3)
+    args.update(kw)
+    return plan_context(ch03.RAG_WINDOW, ch03.RAG_SYSTEM, ch03.RAG_QUESTION, **args)
+
+
+@pytest.mark.parametrize("check,wrong,hint", [
+    (ch03.kv_cache_bytes, lambda layers, kv, hd, n, b: layers * kv * hd * n * b, "a key AND a value"),
+    (ch03.flops_ratio, 4, "4x is the KV cache"),
+    (ch03.sliding_window_mask, lambda n, w: np.abs(np.subtract.outer(np.arange(n), np.arange(n))) < w, "causal"),
+    (ch03.sliding_window_mask, lambda n, w: np.tril(np.ones((n, n), bool)), "keys per row"),
+    (ch03.linear_attention, lambda fq, fk, V: fq @ (fk.T @ V), "normalise"),
+    (ch03.interpolate, lambda n, t: np.arange(n) * (t / n), "leave it unchanged"),
+    (ch03.rag_budget, "plan", "should be the BudgetPlan"),
+])
+def test_chapter3_mistakes_get_hints(check, wrong, hint):
+    fails_with(check, hint, wrong)
+
+
+@pytest.mark.parametrize("kw,hint", [
+    (dict(answer_reserve=50, max_evidence_tokens=500, history_strategy="summarise"), "at least 150"),
+    (dict(min_score=0.0, answer_reserve=150), "below 0.3"),
+    (dict(), "no conversation survived"),
+    (dict(min_score=0.5, answer_reserve=150), "unused"),
+])
+def test_rag_budget_hints(kw, hint):
+    fails_with(ch03.rag_budget, hint, _budget(**kw))

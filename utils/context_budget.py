@@ -208,7 +208,8 @@ def plan_context(
             room += item.tokens
             overflow.append((idx, history[idx], item.tokens))
         if n <= room:
-            kept_history.append((-1, BudgetItem("summary", f"summary of {len(older)} turns", summary, n, n, "kept",
+            label = f"summary of {len(older)} turn" + ("s" if len(older) > 1 else "")
+            kept_history.append((-1, BudgetItem("summary", label, summary, n, n, "kept",
                                                 "stands in for the oldest turns")))
             room -= n
             action, why = "summarised", "older than the turns that fit; in the summary"
