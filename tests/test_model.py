@@ -1,0 +1,147 @@
+"""The course GPT: Hugging Face parity, the KV cache, RoPE, errors."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils.model import GPT, GPTConfig, KVCache, apply_rope, rope_cos_sin
+
+SMALL = dict(block_size=64, vocab_size=101, n_layer=3, n_head=4, n_embd=48)
+
+
+@pytest.fixture(scope="module")
+def hf_pair():
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=48, n_layer=3, n_head=4, vocab_size=101, bos_token_id=0,
+                                    eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).eval()
+    ours = GPT.from_hf_state_dict(hf.state_dict(), GPTConfig(**SMALL)).eval()
+    return hf, ours
+
+
+def test_logits_equal_hugging_face_gpt2(hf_pair):
+    hf, ours = hf_pair
+    idx = torch.randint(0, 101, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = hf(idx).logits
+        got, _ = ours(idx)
+    assert (got - expected).abs().max().item() < 1e-4
+
+
+def test_loss_equals_hugging_face_loss(hf_pair):
+    hf, ours = hf_pair
+    idx = torch.randint(0, 101, (2, 30), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        hf_loss = hf(idx, labels=idx).loss  # HF shifts the labels inside
+        _, our_loss = ours(idx[:, :-1], targets=idx[:, 1:])
+    assert abs(hf_loss.item() - our_loss.item()) < 1e-5
+
+
+def test_gpt2_small_parameter_count():
+    model = GPT(GPTConfig())
+    assert model.num_params(non_embedding=False) == 124_439_808  # "124M", with the head tied to wte
+    assert model.num_params() == 85_056_000
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+@pytest.mark.parametrize("position", ["learned", "rope"])
+@pytest.mark.parametrize("sampling", [dict(greedy=True), dict(temperature=0.8, top_k=20, top_p=0.9)])
+def test_kv_cache_gives_the_same_tokens(position, sampling):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL, position=position)).eval()
+    prompt = torch.randint(0, 101, (2, 7), generator=torch.Generator().manual_seed(3))
+    run = lambda cache: model.generate(prompt, 40, generator=torch.Generator().manual_seed(4), use_cache=cache,
+                                       **sampling)
+    assert torch.equal(run(True), run(False))
+
+
+def test_cached_logits_equal_full_forward():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    idx = torch.randint(0, 101, (1, 20))
+    with torch.no_grad():
+        full, _ = model(idx)
+        cache = KVCache(model.config.n_layer)
+        first, _ = model(idx[:, :12], cache=cache)  # a prefix of several tokens
+        rest, _ = model(idx[:, 12:], cache=cache)  # several new tokens at once (the masked branch)
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_matches_a_manual_implementation():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    attn = model.transformer.h[0].attn
+    x = torch.randn(2, 10, 48)
+    B, T, C = x.shape
+    q, k, v = attn.c_attn(x).split(C, dim=2)
+    q, k, v = (t.view(B, T, 4, 12).transpose(1, 2) for t in (q, k, v))
+    scores = q @ k.transpose(-2, -1) / math.sqrt(12)
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    y = (F.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, torch.arange(T)), attn.c_proj(y), atol=1e-6, rtol=1e-5)
+
+
+def test_rope_scores_depend_only_on_the_offset():
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+
+    def score(m, n):
+        cos_m, sin_m = rope_cos_sin(torch.tensor([m]), 16)
+        cos_n, sin_n = rope_cos_sin(torch.tensor([n]), 16)
+        return (apply_rope(q, cos_m, sin_m) * apply_rope(k, cos_n, sin_n)).sum().item()
+
+    assert score(5, 2) == pytest.approx(score(105, 102), abs=1e-4)
+    assert score(5, 2) == pytest.approx(score(3, 0), abs=1e-4)
+    assert score(5, 2) != pytest.approx(score(5, 4), abs=1e-3)
+    x = torch.randn(2, 3, 4, 16)
+    cos, sin = rope_cos_sin(torch.arange(4), 16)
+    torch.testing.assert_close(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1))  # a rotation keeps lengths
+
+
+def test_rope_model_runs_beyond_block_size_learned_does_not():
+    rope = GPT(GPTConfig(**{**SMALL, "block_size": 16}, position="rope")).eval()
+    logits, _ = rope(torch.zeros(1, 40, dtype=torch.long))
+    assert logits.shape == (1, 40, 101)
+    learned = GPT(GPTConfig(**{**SMALL, "block_size": 16}))
+    with pytest.raises(ValueError, match="sequence length 40 exceeds block_size 16"):
+        learned(torch.zeros(1, 40, dtype=torch.long))
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match=r"n_embd \(50\) must be divisible by n_head \(4\)"):
+        GPTConfig(n_embd=50, n_head=4)
+    with pytest.raises(ValueError, match="position must be 'learned' or 'rope'"):
+        GPTConfig(position="alibi")
+    model = GPT(GPTConfig(**SMALL))
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 100\], got \[101\]"):
+        model(torch.tensor([[1, 101]]))
+    with pytest.raises(ValueError, match=r"idx must have shape \(B, T\)"):
+        model(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="at least one token"):
+        model(torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        model.generate(torch.zeros(1, 60, dtype=torch.long), 10)
+    assert model.generate(torch.zeros(1, 60, dtype=torch.long), 10, crop=True).shape == (1, 70)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        model.generate(torch.zeros(1, 3, dtype=torch.long), 2, temperature=0)
+
+
+def test_training_step_reduces_loss():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL))
+    data = torch.randint(0, 10, (4, 33))  # a tiny vocabulary subset: easy to fit
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        _, loss = model(data[:, :-1], targets=data[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.7
