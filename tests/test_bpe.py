@@ -163,3 +163,19 @@ def test_merges_equal_tokenizers_bpe_trainer():
     assert mine == theirs
     word = "unhappiness"
     assert [ours.vocab[i].decode() for i in ours.encode(word)] == hf.encode(word).tokens
+
+
+def test_had_ties_is_false_without_a_tie():
+    assert not BPETokenizer(pattern=None).train("bxxxxxyyyba", 258).had_ties
+
+
+def test_training_never_merges_special_token_text():
+    tok = BPETokenizer(special_tokens=["<|endoftext|>"]).train("hello<|endoftext|>world<|endoftext|>" * 5, 300)
+    assert not any(b"<|" in tok.vocab[i] or b"|>" in tok.vocab[i] for i in range(256, 256 + len(tok.merges)))
+
+
+def test_a_set_of_allowed_specials_rejects_the_others():
+    tok = BPETokenizer(special_tokens=["<|endoftext|>", "<|user|>"]).train("some text here", 260)
+    assert tok.encode("a<|endoftext|>", allowed_special={"<|endoftext|>"})[-1] == tok.special_tokens["<|endoftext|>"]
+    with pytest.raises(ValueError, match="<|user|>"):
+        tok.encode("a<|user|>b", allowed_special={"<|endoftext|>"})

@@ -147,6 +147,30 @@ def _encode_ref(text, merges):
     return ids
 
 
+def _no_early_stop(text, n):
+    ids, merges = list(text.encode("utf-8")), []
+    for k in range(n):
+        counts = B.count_pairs(ids)
+        if not counts:
+            break
+        pair = min(p for p, c in counts.items() if c == max(counts.values()))
+        merges.append(pair)
+        ids = B.merge_pair(ids, pair, 256 + k)
+    return merges
+
+
+def _encode_latest_first(text, merges):
+    ids = list(text.encode("utf-8"))
+    changed = True
+    while changed:
+        changed = False
+        for k in reversed(range(len(merges))):
+            new = B.merge_pair(ids, tuple(merges[k]), 256 + k)
+            changed |= new != ids
+            ids = new
+    return ids
+
+
 def train_largest_pair_on_tie(text, n):
     ids, merges = list(text.encode("utf-8")), []
     for k in range(n):
@@ -168,6 +192,8 @@ def train_largest_pair_on_tie(text, n):
     (ch02.decode, lambda ids, vocab: "".join(vocab[i].decode("utf-8", "replace") for i in ids), "join the bytes"),
     (ch02.decode, lambda ids, vocab: b"".join(vocab[i] for i in ids), "return a str"),
     (ch02.chinese_ratio, 1.0, "count len(tok.encode(paragraph))"),
+    (ch02.train, _no_early_stop, "stop when no pair"),
+    (ch02.encode, lambda text, merges: _encode_latest_first(text, merges), "apply merges in the order"),
 ])
 def test_chapter2_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)
@@ -181,7 +207,7 @@ def test_chapter3_reference_passes():
     from utils.context_budget import plan_context
 
     passes(ch03.kv_cache_bytes, lambda layers, kv, hd, n, b: 2 * layers * kv * hd * n * b)
-    passes(ch03.flops_ratio, C.attention_flops(C.GPT2_SMALL, 8192) / C.attention_flops(C.GPT2_SMALL, 2048))
+    passes(ch03.flops_ratio, C.attention_flops(C.LLAMA_STYLE_8B_GQA, 32768) / C.attention_flops(C.LLAMA_STYLE_8B_GQA, 8192))
     passes(ch03.sliding_window_mask, L.sliding_window_mask)
     passes(ch03.linear_attention, lambda fq, fk, V: (fq @ (fk.T @ V)) / (fq @ fk.sum(axis=0))[:, None])
     passes(ch03.interpolate, L.interpolate_positions)
@@ -190,12 +216,12 @@ def test_chapter3_reference_passes():
                                          history_strategy="summarise"))
 
 
-def _budget(**kw):
+def _budget(system=ch03.RAG_SYSTEM, **kw):
     from utils.context_budget import plan_context
 
     args = dict(answer_reserve=250, history=ch03.RAG_HISTORY, evidence=ch03.RAG_EVIDENCE, min_score=0.3)
     args.update(kw)
-    return plan_context(ch03.RAG_WINDOW, ch03.RAG_SYSTEM, ch03.RAG_QUESTION, **args)
+    return plan_context(ch03.RAG_WINDOW, system, ch03.RAG_QUESTION, **args)
 
 
 @pytest.mark.parametrize("check,wrong,hint", [
@@ -204,6 +230,7 @@ def _budget(**kw):
     (ch03.sliding_window_mask, lambda n, w: np.abs(np.subtract.outer(np.arange(n), np.arange(n))) < w, "causal"),
     (ch03.sliding_window_mask, lambda n, w: np.tril(np.ones((n, n), bool)), "keys per row"),
     (ch03.linear_attention, lambda fq, fk, V: fq @ (fk.T @ V), "normalise"),
+    (ch03.linear_attention, lambda fq, fk, V: ((w := fq @ fk.T) @ V) / w.sum(axis=1, keepdims=True), "(n, n) matrix"),
     (ch03.interpolate, lambda n, t: np.arange(n) * (t / n), "leave it unchanged"),
     (ch03.rag_budget, "plan", "should be the BudgetPlan"),
 ])
@@ -216,6 +243,7 @@ def test_chapter3_mistakes_get_hints(check, wrong, hint):
     (dict(min_score=0.0, answer_reserve=150), "below 0.3"),
     (dict(), "no conversation survived"),
     (dict(min_score=0.5, answer_reserve=150), "unused"),
+    (dict(system="", max_evidence_tokens=500, history_strategy="summarise"), "system prompt is missing"),
 ])
 def test_rag_budget_hints(kw, hint):
     fails_with(ch03.rag_budget, hint, _budget(**kw))

@@ -57,12 +57,37 @@ def test_ranked_evidence_threshold_and_newest_history_first():
 
 
 def test_summarise_replaces_old_turns():
-    full = plan_context(300, SYSTEM, QUESTION, 40, HISTORY, EVIDENCE[:1], history_strategy="drop")
-    plan = plan_context(300, SYSTEM, QUESTION, 40, HISTORY, EVIDENCE[:1], history_strategy="summarise")
+    full = plan_context(290, SYSTEM, QUESTION, 40, HISTORY, EVIDENCE[:1], history_strategy="drop")
+    plan = plan_context(290, SYSTEM, QUESTION, 40, HISTORY, EVIDENCE[:1], history_strategy="summarise")
     summarised = [i for i in plan.items if i.action == "summarised"]
     assert summarised and plan.kept("summary")
     assert any(i.action == "dropped" for i in full.items)  # the same budget without summaries loses turns
     assert plan.prompt().index("Summary of earlier conversation") < plan.prompt().index("Evidence")
+    # a summary of the most recent left-out turns is tried before giving up on all of them
+    partial = plan_context(280, SYSTEM, QUESTION, 40, HISTORY, EVIDENCE[:1], history_strategy="summarise")
+    assert [i.action for i in partial.items if i.kind == "history"][:2] == ["dropped", "summarised"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(window=st.integers(150, 500), reserve=st.integers(0, 80))
+def test_summarising_never_keeps_fewer_turns_than_dropping(window, reserve):
+    try:
+        drop = plan_context(window, SYSTEM, QUESTION, reserve, HISTORY, EVIDENCE[:2])
+    except ValueError:
+        return
+    summ = plan_context(window, SYSTEM, QUESTION, reserve, HISTORY, EVIDENCE[:2], history_strategy="summarise")
+    assert {i.label for i in drop.kept("history")} <= {i.label for i in summ.kept("history")}
+
+
+def test_best_evidence_sits_next_to_the_question_and_report_follows_the_prompt():
+    plan = plan_context(2000, SYSTEM, QUESTION, 100, HISTORY, EVIDENCE)
+    order = [i.label for i in plan.in_prompt_order() if i.kind == "evidence"]
+    assert order == ["history", "basics", "guide", "encyclopedia"]  # least relevant first
+    prompt = plan.prompt()
+    assert prompt.index("(encyclopedia)") > prompt.index("(guide)") > prompt.index("(basics)")
+    body = plan.report().split("in the prompt, in order:\n")[1]
+    labels = [line.split()[2] for line in body.splitlines() if line.startswith("  ")]
+    assert labels[:2] == ["system", "turn"] and labels[-1] == "question"
 
 
 @settings(max_examples=80, deadline=None)
@@ -93,6 +118,14 @@ def test_impossible_budget_and_bad_arguments():
         plan_context(400, SYSTEM, QUESTION, -1)
     with pytest.raises(ValueError, match="history_strategy must be 'drop' or 'summarise'"):
         plan_context(400, SYSTEM, QUESTION, 10, history_strategy="forget")
+    with pytest.raises(ValueError, match=r"evidence\[0\].score must be a finite number, got nan"):
+        plan_context(400, SYSTEM, QUESTION, 10, evidence=[Evidence("junk", float("nan"))])
+    with pytest.raises(ValueError, match=r"history\[0\] must be a Turn"):
+        plan_context(400, SYSTEM, QUESTION, 10, history=["hello"])
+    assert plan_context(np.int64(400), SYSTEM, QUESTION, np.int64(10)).window == 400
+    # a chunk far longer than the window is cut, never allowed to eat the reserve
+    long = plan_context(200, SYSTEM, QUESTION, 50, evidence=[Evidence("tea " * 2000, 0.9)])
+    assert long.prompt_tokens + 50 <= 200 and long.kept("evidence")[0].action == "cut"
 
 
 # --- cost formulas, by hand --------------------------------------------------------------------------
@@ -159,3 +192,24 @@ def test_position_interpolation():
     np.testing.assert_array_equal(interpolate_positions(4, 8), [0, 1, 2, 3])
     pos = interpolate_positions(4096, 2048)
     assert pos.max() < 2048 and pos[1] == 0.5 and len(pos) == 4096
+
+
+def test_chunker_and_toy_retriever():
+    from utils.context_budget import chunk_text, overlap_score
+    from utils.corpus import parallel_text
+
+    doc = "\n\n".join(parallel_text("en"))
+    chunks = chunk_text(doc, 60, TOK)
+    assert all(len(TOK.encode(c)) <= 60 for c in chunks)
+    assert " ".join(chunks).replace(" ", "") == doc.replace("\n\n", "").replace(" ", "")  # nothing lost
+    assert overlap_score("When did tea reach Europe?", "Tea reached Europe in 1610.") == 1.0
+    assert overlap_score("When did tea reach Europe?", "Green tea is heated quickly.") == 0.0
+    with pytest.raises(ValueError, match="max_tokens must be an integer >= 1"):
+        chunk_text(doc, 0, TOK)
+
+
+def test_global_tokens_in_a_sliding_window():
+    m = sliding_window_mask(6, 2, n_global=1)
+    assert m[:, 0].all()  # every query sees the global token
+    assert not m[5, 2] and m[5, 4]  # others stay local
+    assert not np.any(m & ~causal_mask(6))  # still causal

@@ -35,7 +35,8 @@ from typing import Iterable
 
 __all__ = ["GPT2_PATTERN", "BPETokenizer", "count_pairs", "merge_pair"]
 
-#: GPT-2's pre-tokenisation pattern (openai/gpt-2, encoder.py): contractions, letters, numbers,
+#: GPT-2's pre-tokenisation pattern (from OpenAI's released code, openai/gpt-2 src/encoder.py):
+#: contractions, letters, numbers,
 #: other symbols, each optionally with one leading space; then runs of whitespace.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
@@ -129,8 +130,10 @@ class BPETokenizer:
         if not isinstance(vocab_size, int) or vocab_size < 256 + n_special:
             raise ValueError(f"vocab_size must be an integer >= 256 + {n_special} special token(s) "
                              f"(the byte alphabet), got {vocab_size!r}")
-        # Each distinct chunk once, with how often it occurs.
-        chunk_counts = Counter(self._chunks(text))
+        # Each distinct chunk once, with how often it occurs. Special-token names are cut out first,
+        # so that no merge learns their characters.
+        pieces = self._special_regex.split(text) if self._special_regex is not None else [text]
+        chunk_counts = Counter(c for piece in pieces if piece not in self.special_tokens for c in self._chunks(piece))
         words: list[list[int]] = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
         freqs: list[int] = list(chunk_counts.values())
         pair_counts: dict[tuple[int, int], int] = defaultdict(int)
@@ -156,8 +159,9 @@ class BPETokenizer:
             if best is None or best[1] < 2:
                 break
             pair, count = best
-            while heap and pair_counts.get(heap[0][1], 0) != -heap[0][0]:
-                heapq.heappop(heap)  # drop stale entries, so the top is the true runner-up
+            # drop stale entries and copies of the winner, so the top is the true runner-up
+            while heap and (heap[0][1] == pair or pair_counts.get(heap[0][1], 0) != -heap[0][0]):
+                heapq.heappop(heap)
             if heap and heap[0][0] == -count:
                 self.had_ties = True
             new_id = 256 + k
@@ -226,7 +230,7 @@ class BPETokenizer:
         ``allowed_special``: ``"all"`` turns special-token names in the text into their ids;
         ``"none"`` encodes them as ordinary text; ``"none_raise"`` (default) raises if the text
         contains one, since a document that smuggles in ``<|endoftext|>`` is usually a bug
-        (tiktoken's convention); or a set of the names to allow.
+        (tiktoken's convention); a set allows those names and raises for any other special token.
         """
         if allowed_special == "all":
             allowed = set(self.special_tokens)
@@ -240,8 +244,8 @@ class BPETokenizer:
             allowed = allowed_special
         else:
             raise ValueError(f"allowed_special must be 'all', 'none', 'none_raise' or a set, got {allowed_special!r}")
-        if allowed_special == "none_raise" and self._special_regex is not None and isinstance(text, str):
-            found = self._special_regex.search(text)
+        if allowed_special != "none" and self._special_regex is not None and isinstance(text, str):
+            found = next((m for m in self._special_regex.finditer(text) if m.group() not in allowed), None)
             if found:
                 raise ValueError(f"text contains the special token {found.group()!r}; pass allowed_special='all' "
                                  "to encode it as a special token or 'none' to encode it as ordinary text")

@@ -7,11 +7,14 @@ answer it will write. ``plan_context`` takes the parts of a request and decides 
     question           always kept; never trimmed, never dropped
     answer reserve     tokens kept free for the reply; nothing may use them
     evidence chunks    retrieved text with relevance scores: ranked, weak ones dropped, the rest
-                       added best first; a chunk that does not fit whole is cut to the room left
-                       (if at least ``min_chunk_tokens`` remain) or dropped
+                       chosen best first; a chunk that does not fit whole is cut to the room left
+                       (if at least ``min_chunk_tokens`` remain) or dropped. In the prompt the best
+                       chunk comes last, next to the question: models use the ends of a long
+                       context better than its middle (Liu et al., TACL 2024)
     history turns      earlier conversation: newest first; older turns that do not fit are dropped,
-                       or replaced by one short summary (``history_strategy="summarise"``); if
-                       the summary does not fit, the oldest kept turns are folded into it too
+                       or replaced by one short summary (``history_strategy="summarise"``) of as
+                       many of them as fit, the most recent first; turns that fit are never traded
+                       for a summary, so summarising keeps at least what dropping keeps
 
 It refuses an impossible budget (system + question + reserve > window) with a ``ValueError``
 rather than silently dropping the question. Every decision is recorded with its reason, and
@@ -24,11 +27,14 @@ Deliberately left out: re-ranking models, deduplication of evidence and LLM-writ
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import Callable, Sequence
 
-__all__ = ["Turn", "Evidence", "BudgetItem", "BudgetPlan", "plan_context", "first_sentences"]
+__all__ = ["Turn", "Evidence", "BudgetItem", "BudgetPlan", "plan_context", "first_sentences", "chunk_text",
+           "overlap_score"]
 
 
 @dataclass(frozen=True)
@@ -76,18 +82,31 @@ class BudgetPlan:
     def removed(self) -> list[BudgetItem]:
         return [i for i in self.items if i.action in ("dropped", "summarised")]
 
-    def prompt(self) -> str:
-        """The assembled prompt: system, summary, history (oldest first), evidence, question."""
+    def in_prompt_order(self) -> list[BudgetItem]:
+        """Kept items as the prompt orders them: system, summary, history (oldest first), evidence
+        (least relevant first, so the best sits next to the question), question."""
         order = {"system": 0, "summary": 1, "history": 2, "evidence": 3, "question": 4}
-        kept = sorted(self.kept(), key=lambda i: order[i.kind])  # stable: keeps each kind's order
-        return "".join(i.text for i in kept)
+        kept = self.kept()
+        evidence = [i for i in kept if i.kind == "evidence"][::-1]  # chosen best first; shown best last
+        others = [i for i in kept if i.kind != "evidence"]
+        return sorted(others + evidence, key=lambda i: order[i.kind])  # stable within each kind
+
+    def prompt(self) -> str:
+        """The assembled prompt (see ``in_prompt_order``)."""
+        return "".join(i.text for i in self.in_prompt_order())
 
     def report(self) -> str:
+        """What the prompt holds, in prompt order, then what was left out and why."""
         lines = [f"window {self.window} = prompt {self.prompt_tokens} + answer reserve {self.answer_reserve} "
-                 f"+ free {self.free_tokens}"]
-        for i in self.items:
+                 f"+ free {self.free_tokens}", "in the prompt, in order:"]
+        for i in self.in_prompt_order():
             used = f"{i.tokens}/{i.original_tokens}" if i.tokens != i.original_tokens else f"{i.tokens}"
             lines.append(f"  {i.action:<10} {i.kind:<8} {i.label:<22} {used:>9} tokens  {i.reason}")
+        removed = [i for i in self.items if i.tokens == 0]
+        if removed:
+            lines.append("left out:")
+            for i in removed:
+                lines.append(f"  {i.action:<10} {i.kind:<8} {i.label:<22} {i.original_tokens:>9} tokens  {i.reason}")
         return "\n".join(lines)
 
 
@@ -98,6 +117,65 @@ def first_sentences(turns: Sequence[Turn], max_chars: int = 80) -> str:
         sentence = re.split(r"(?<=[.!?。？！])\s*", t.text.strip(), maxsplit=1)[0]
         parts.append(f"{t.role}: {sentence[:max_chars]}")
     return "Summary of earlier conversation: " + " | ".join(parts) + "\n"
+
+
+def chunk_text(text: str, max_tokens: int, tokenizer=None) -> list[str]:
+    """Split a document into chunks of at most ``max_tokens`` tokens, losing no text.
+
+    Paragraphs are split into sentences, which are packed greedily into chunks; a sentence that is
+    longer than the limit is packed word by word (character by character for text without spaces,
+    such as Chinese). Defined in chapter 3.
+    """
+    if not isinstance(max_tokens, Integral) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+    tok = tokenizer or _default_tokenizer()
+    count = lambda s: len(tok.encode(s, allowed_special="none"))  # noqa: E731
+
+    def pack(units: list[str], sep: str, level: int) -> list[str]:
+        out, current = [], ""
+        for unit in units:
+            candidate = current + sep + unit if current else unit
+            if count(candidate) <= max_tokens:
+                current = candidate
+                continue
+            if current:
+                out.append(current)
+                current = ""
+            if count(unit) <= max_tokens:
+                current = unit
+            elif level == 0:  # a long sentence: its words
+                out.extend(pack(unit.split(), " ", 1))
+            else:  # a long word (or a sentence without spaces): its characters
+                out.extend(pack(list(unit), "", 2))
+        if current:
+            out.append(current)
+        return out
+
+    chunks: list[str] = []
+    for paragraph in (p.strip() for p in text.split("\n\n")):
+        sentences = [x for x in re.split(r"(?<=[.!?。？！])\s*", paragraph) if x]
+        chunks.extend(pack(sentences, " ", 0))
+    return chunks
+
+
+_STOP = {"about", "after", "also", "been", "does", "from", "have", "into", "much", "that", "their", "there",
+         "this", "what", "when", "where", "which", "while", "will", "with", "would", "your"}
+
+
+def overlap_score(question: str, chunk: str) -> float:
+    """A toy retriever: the share of the question's content words that the chunk contains.
+
+    Content words have 4+ letters and are not in a short stop list; two words match when their
+    first five letters do (so "reach" matches "reached"). Real systems compare embedding vectors
+    (chapter 4) or use BM25; this is enough to rank chunks in a demonstration. Defined in chapter 3.
+
+    Example: overlap_score("When did tea reach Europe?", "Tea reached Europe in 1610.") -> 1.0
+    """
+    def stems(s: str) -> set[str]:
+        return {w[:5] for w in re.findall(r"[a-z]+", s.lower()) if len(w) >= 4 and w not in _STOP}
+
+    q = stems(question)
+    return len(q & stems(chunk)) / len(q) if q else 0.0
 
 
 def _default_tokenizer():
@@ -130,12 +208,20 @@ def plan_context(
     count = lambda s: len(tok.encode(s, allowed_special="none"))  # noqa: E731
 
     for name, value in [("window", window), ("answer_reserve", answer_reserve), ("min_chunk_tokens", min_chunk_tokens)]:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     if window == 0:
         raise ValueError("window must be at least 1 token, got 0")
     if not question.strip():
         raise ValueError("question must not be empty: the request has nothing to answer")
+    for i, turn in enumerate(history):
+        if not isinstance(turn, Turn):
+            raise ValueError(f"history[{i}] must be a Turn(role, text), got {type(turn).__name__}")
+    for i, ev in enumerate(evidence):
+        if not isinstance(ev, Evidence):
+            raise ValueError(f"evidence[{i}] must be an Evidence(text, score, source), got {type(ev).__name__}")
+        if not isinstance(ev.score, Real) or not math.isfinite(ev.score):
+            raise ValueError(f"evidence[{i}].score must be a finite number, got {ev.score!r}")
     if history_strategy not in ("drop", "summarise"):
         raise ValueError(f"history_strategy must be 'drop' or 'summarise', got {history_strategy!r}")
     if max_evidence_tokens is not None and max_evidence_tokens < 0:
@@ -158,7 +244,7 @@ def plan_context(
 
     # Evidence: best first, weak chunks out, cut the last one to fit if enough room is left.
     evidence_room = room if max_evidence_tokens is None else min(room, max_evidence_tokens)
-    ranked = sorted(enumerate(evidence), key=lambda ie: (-ie[1].score, ie[0]))
+    ranked = sorted(enumerate(evidence), key=lambda ie: (-ie[1].score, ie[0]))  # best first: it is chosen first
     for rank, (idx, ev) in enumerate(ranked):
         label = ev.source or f"chunk {idx}"
         text = f"Evidence ({label}): {ev.text}\n"
@@ -171,53 +257,53 @@ def plan_context(
                                          f"rank {rank + 1}, relevance {ev.score:.2f}"))
             evidence_room -= n
             room -= n
-        elif evidence_room >= min_chunk_tokens:
-            ids = tok.encode(text, allowed_special="none")
-            cut = _cut_to_tokens(count, lambda k: tok.decode(ids[:k]), len(ids), evidence_room)
+        elif evidence_room >= max(min_chunk_tokens, 1) and (cut := _cut_to_tokens(
+                count, lambda k, ids=tok.encode(text, allowed_special="none"): tok.decode(ids[:k]), n, evidence_room)):
             m = count(cut)
             plan.items.append(BudgetItem("evidence", label, cut, m, n, "cut",
-                                         f"rank {rank + 1}: only {evidence_room} tokens left for evidence"))
+                                         f"rank {rank + 1}: only {_tokens(evidence_room)} left for evidence"))
             evidence_room -= m
             room -= m
         else:
             plan.items.append(BudgetItem("evidence", label, "", 0, n, "dropped",
-                                         f"rank {rank + 1}: needs {n} tokens, {evidence_room} left for evidence"))
+                                         f"rank {rank + 1}: needs {_tokens(n)}, {_tokens(evidence_room)} left "
+                                         "for evidence"))
 
-    # History: newest first; what does not fit is dropped or summarised.
+    # History: newest first; what does not fit is dropped, or summarised.
     kept_history: list[tuple[int, BudgetItem]] = []  # (turn index, item); the summary sorts first as -1
-    overflow: list[tuple[int, Turn, int]] = []
+    overflow: list[tuple[int, Turn, int]] = []  # turns that did not fit, newest first
     for idx in range(len(history) - 1, -1, -1):
         turn = history[idx]
         text = f"{turn.role.capitalize()}: {turn.text}\n"
         n = count(text)
         if not overflow and n <= room:
             kept_history.append((idx, BudgetItem("history", f"turn {idx} ({turn.role})", text, n, n, "kept",
-                                                 "newest turns first")))
+                                                 "one of the newest turns that fit")))
             room -= n
         else:
             overflow.append((idx, turn, n))  # once one turn is left out, all older ones are too
+    summarised: set[int] = set()
     if overflow and history_strategy == "summarise":
-        # If the summary does not fit, fold the oldest kept turn into it too, and try again.
-        while True:
-            older = [t for _, t, _ in sorted(overflow)]
-            summary = summarise(older)
+        # Summarise as many of the left-out turns as the room allows, the most recent ones first;
+        # turns that fit verbatim are never traded for a summary.
+        for keep in range(len(overflow), 0, -1):
+            chosen = sorted(overflow[:keep])  # the `keep` most recent left-out turns, oldest first
+            summary = summarise([t for _, t, _ in chosen])
             n = count(summary)
-            if n <= room or not kept_history:
+            if n <= room:
+                label = f"summary of {keep} turn" + ("s" if keep > 1 else "")
+                kept_history.append((-1, BudgetItem("summary", label, summary, n, n, "kept",
+                                                    "stands in for turns that did not fit")))
+                room -= n
+                summarised = {idx for idx, _, _ in chosen}
                 break
-            idx, item = kept_history.pop()  # the oldest kept turn (they were added newest first)
-            room += item.tokens
-            overflow.append((idx, history[idx], item.tokens))
-        if n <= room:
-            label = f"summary of {len(older)} turn" + ("s" if len(older) > 1 else "")
-            kept_history.append((-1, BudgetItem("summary", label, summary, n, n, "kept",
-                                                "stands in for the oldest turns")))
-            room -= n
-            action, why = "summarised", "older than the turns that fit; in the summary"
-        else:
-            action, why = "dropped", f"no room even for a {n}-token summary"
-    else:
-        action, why = "dropped", "older than the turns that fit"
     for idx, turn, n in sorted(overflow):
+        if idx in summarised:
+            action, why = "summarised", "did not fit verbatim; in the summary"
+        elif history_strategy == "summarise":
+            action, why = "dropped", "did not fit, not even in a summary"
+        else:
+            action, why = "dropped", "older than the turns that fit"
         plan.items.append(BudgetItem("history", f"turn {idx} ({turn.role})", "", 0, n, action, why))
     plan.items.extend(item for _, item in sorted(kept_history, key=lambda pair: pair[0]))
     plan.items.append(BudgetItem("question", "question", question_text, n_question, n_question, "kept",
@@ -226,9 +312,13 @@ def plan_context(
     return plan
 
 
+def _tokens(n: int) -> str:
+    return f"{n} token" + ("" if n == 1 else "s")
+
+
 def _cut_to_tokens(count, decode_prefix, n_ids: int, limit: int) -> str:
     """The longest prefix (at a token boundary) that, with '...' and a newline, uses <= ``limit`` tokens."""
-    lo, hi, best = 0, n_ids, ""
+    lo, hi, best = 1, n_ids, ""  # at least one token of the chunk, or nothing
     while lo <= hi:  # binary search on the number of kept tokens
         mid = (lo + hi) // 2
         candidate = decode_prefix(mid).rstrip("\n") + "...\n"

@@ -35,16 +35,22 @@ def causal_mask(n: int) -> np.ndarray:
     return np.tril(np.ones((n, n), dtype=bool))
 
 
-def sliding_window_mask(n: int, window: int) -> np.ndarray:
+def sliding_window_mask(n: int, window: int, n_global: int = 0) -> np.ndarray:
     """(n, n) boolean: query i sees keys j with i - window < j <= i (itself and window - 1 before).
 
+    ``n_global`` > 0 adds Longformer's global tokens: the first n_global positions are seen by every
+    later query and see every earlier key, so a few tokens carry information across the whole text.
     Example: sliding_window_mask(4, 2) -> each row has at most 2 True, on and just left of the diagonal.
     Defined in chapter 3.
     """
     _check_n(n)
     _check_n(window, "window")
+    if not isinstance(n_global, (int, np.integer)) or n_global < 0:
+        raise ValueError(f"n_global must be an integer >= 0, got {n_global!r}")
     i, j = np.arange(n)[:, None], np.arange(n)[None, :]
-    return (j <= i) & (i - j < window)
+    local = (j <= i) & (i - j < window)
+    is_global = (j < n_global) | (i < n_global)
+    return local | (is_global & (j <= i))
 
 
 def softmax_attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

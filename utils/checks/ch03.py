@@ -59,8 +59,8 @@ def flops_ratio(ratio):
     if abs(float(ratio) - 4) < 1e-9:
         raise Fail("4x is the KV cache (linear in n); attention compares every token with every token (n^2)")
     if abs(float(ratio) - 16) > 1e-9:
-        raise Fail(f"got {ratio}; compare attention_flops at 8,192 and at 2,048 tokens")
-    return "(8192 / 2048)^2 = 16"
+        raise Fail(f"got {ratio}; compare attention_flops at 32,768 and at 8,192 tokens")
+    return "(32768 / 8192)^2 = 16"
 
 
 @question(QUESTIONS, "q3", "sliding-window mask", points=2)
@@ -94,7 +94,16 @@ def linear_attention(fn):
             raise Fail("the numerator is right; divide each row by phi(q_i) . sum_j phi(k_j) to normalise")
         if not np.allclose(got, expected):
             raise Fail("wrong values: compute phi(K)^T V (a d x d_v matrix) first, then multiply by phi(Q)")
-    return "phi(Q) (phi(K)^T V), normalised, equals the quadratic order"
+    n = 200_000  # an (n, n) float matrix would need 320 GB
+    fq, fk = ref.elu_feature_map(rng.normal(size=(n, 4))), ref.elu_feature_map(rng.normal(size=(n, 4)))
+    try:
+        got = np.asarray(fn(fq, fk, rng.normal(size=(n, 2))))
+    except MemoryError:
+        raise Fail("with n = 200,000 your code ran out of memory: it builds an (n, n) matrix; compute "
+                   "phi(K)^T V first, whose size does not depend on n") from None
+    if got.shape != (n, 2):
+        raise Fail(f"with n = 200,000 the output should have shape ({n}, 2), got {got.shape}")
+    return "phi(Q) (phi(K)^T V), normalised, equals the quadratic order, and scales to n = 200,000"
 
 
 @question(QUESTIONS, "q5", "position interpolation", points=1)
@@ -122,6 +131,8 @@ def rag_budget(plan):
                    "cites sources; keep at least 150")
     if not plan.kept("question") or RAG_QUESTION not in plan.prompt():
         raise Fail("the question is missing from the prompt: did you pass RAG_QUESTION?")
+    if RAG_SYSTEM not in plan.prompt():
+        raise Fail("the system prompt is missing: pass RAG_SYSTEM; the application's instructions are not optional")
     kept = {i.label: i for i in plan.kept("evidence")}
     best = sorted(RAG_EVIDENCE, key=lambda e: -e.score)[:2]
     for ev in best:
