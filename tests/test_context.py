@@ -188,6 +188,15 @@ def test_linear_attention_associativity():
     np.testing.assert_allclose(fast[0], w @ V / w.sum(), atol=1e-12)
 
 
+def test_linear_attention_flops_by_hand():
+    from utils.long_context import linear_attention_flops
+
+    assert linear_attention_flops(1000, 16, 16, "quadratic") == 2 * 1000**2 * 16 * 2 + 1000**2
+    assert linear_attention_flops(1000, 16, 16, "linear") == 4 * 1000 * 16 * 16 + 2 * 1000 * 16
+    assert linear_attention_flops(2000, 16, 16, "quadratic") > 3.9 * linear_attention_flops(1000, 16, 16, "quadratic")
+    assert linear_attention_flops(2000, 16, 16, "linear") == 2 * linear_attention_flops(1000, 16, 16, "linear")
+
+
 def test_position_interpolation():
     np.testing.assert_array_equal(interpolate_positions(4, 8), [0, 1, 2, 3])
     pos = interpolate_positions(4096, 2048)

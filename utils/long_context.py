@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["causal_mask", "sliding_window_mask", "elu_feature_map", "linear_attention", "softmax_attention",
-           "interpolate_positions"]
+__all__ = ["causal_mask", "sliding_window_mask", "elu_feature_map", "linear_attention", "linear_attention_flops",
+           "softmax_attention", "interpolate_positions"]
 
 
 def _check_n(n, name="n"):
@@ -86,6 +86,20 @@ def linear_attention(Q, K, V, feature_map=elu_feature_map, order: str = "linear"
     kv = fk.T @ V  # (d, d_v): a summary of all keys and values, independent of n
     normaliser = fq @ fk.sum(axis=0)  # (n,)
     return (fq @ kv) / normaliser[:, None]
+
+
+def linear_attention_flops(n: int, d: int, d_v: int, order: str) -> int:
+    """Multiply-add FLOPs (2 per term) of ``linear_attention`` for one head, by hand. Defined in chapter 3.
+
+    quadratic: phi(Q) phi(K)^T is 2 n^2 d, times V is 2 n^2 d_v, plus n^2 for the row sums;
+    linear:    phi(K)^T V is 2 n d d_v, phi(Q) times that is 2 n d d_v, plus 2 n d for the normaliser.
+    """
+    _check_n(n)
+    if order == "quadratic":
+        return 2 * n * n * d + 2 * n * n * d_v + n * n
+    if order == "linear":
+        return 4 * n * d * d_v + 2 * n * d
+    raise ValueError(f"order must be 'linear' or 'quadratic', got {order!r}")
 
 
 def interpolate_positions(n_tokens: int, train_length: int) -> np.ndarray:
