@@ -197,9 +197,13 @@ def execute(path: Path, timeout: int = 600) -> None:
                    resources={"metadata": {"path": str(path.resolve().parent)}}).execute()
     # Widget state only matters in a live kernel; the book shows static figures instead.
     nb.metadata.pop("widgets", None)
-    for cell in nb.cells:  # one stream output per name, however the kernel happened to flush
+    for i, cell in enumerate(nb.cells):  # one stream output per name, however the kernel happened to flush
         if cell.cell_type == "code":
             cell.outputs = _coalesce_streams(cell.outputs)
+            for j, out in enumerate(cell.outputs):  # widget ids are random; fix them so diffs stay quiet
+                view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+                if view:
+                    view["model_id"] = f"cell{i}-output{j}"
     nbformat.write(nb, path)
 
 
