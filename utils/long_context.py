@@ -1,6 +1,6 @@
 """Long-context methods, each small enough to check by hand (chapter 3).
 
-- ``causal_mask`` / ``sliding_window_mask``: which keys each query may attend to. A sliding window
+- ``causal_mask`` (from ``utils.attention``) / ``sliding_window_mask``: which keys each query may attend to. A sliding window
   of w keys (Longformer, Beltagy et al. 2020; Mistral 7B, Jiang et al. 2023) makes attention cost
   O(n w) instead of O(n^2); information still travels further through stacked layers.
 - ``linear_attention``: replace softmax(q.k) by a kernel phi(q).phi(k) (Katharopoulos et al.,
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .attention import causal_mask, scaled_dot_product_attention
+
 __all__ = ["causal_mask", "sliding_window_mask", "elu_feature_map", "linear_attention", "linear_attention_flops",
            "softmax_attention", "interpolate_positions"]
 
@@ -24,15 +26,6 @@ __all__ = ["causal_mask", "sliding_window_mask", "elu_feature_map", "linear_atte
 def _check_n(n, name="n"):
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
-
-
-def causal_mask(n: int) -> np.ndarray:
-    """(n, n) boolean: query i may see keys j <= i. Defined in chapter 3 (used again in chapter 5).
-
-    Example: causal_mask(3) -> [[T, F, F], [T, T, F], [T, T, T]]
-    """
-    _check_n(n)
-    return np.tril(np.ones((n, n), dtype=bool))
 
 
 def sliding_window_mask(n: int, window: int, n_global: int = 0) -> np.ndarray:
@@ -54,13 +47,8 @@ def sliding_window_mask(n: int, window: int, n_global: int = 0) -> np.ndarray:
 
 
 def softmax_attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """softmax(Q K^T / sqrt(d)) V with masked-out scores set to -inf (the chapter-5 formula)."""
-    scores = Q @ K.T / np.sqrt(Q.shape[-1])
-    if mask is not None:
-        scores = np.where(mask, scores, -np.inf)
-    scores = scores - scores.max(axis=-1, keepdims=True)
-    w = np.exp(scores)
-    return (w / w.sum(axis=-1, keepdims=True)) @ V
+    """softmax(Q K^T / sqrt(d)) V: ``utils.attention.scaled_dot_product_attention``, for comparison here."""
+    return scaled_dot_product_attention(Q, K, V, mask)
 
 
 def elu_feature_map(x: np.ndarray) -> np.ndarray:
