@@ -5,7 +5,7 @@ import pytest
 
 from utils import sampling as R
 from utils import bpe as B
-from utils.checks import Question, ch01, ch02, ch03, questions_of
+from utils.checks import Question, ch01, ch02, ch03, ch04, questions_of
 
 
 def run(check, *args):
@@ -247,3 +247,42 @@ def test_chapter3_mistakes_get_hints(check, wrong, hint):
 ])
 def test_rag_budget_hints(kw, hint):
     fails_with(ch03.rag_budget, hint, _budget(**kw))
+
+
+# --- chapter 4 ----------------------------------------------------------------------------------
+
+def test_chapter4_reference_passes():
+    from utils import positions as P
+
+    passes(ch04.sinusoidal_encoding, P.sinusoidal_encoding)
+    passes(ch04.shift_matrix, P.shift_matrix)
+    passes(ch04.apply_rope, P.apply_rope)
+    passes(ch04.position_parameters, 1024 * 768)
+    passes(ch04.encoding_dot, float(P.sinusoidal_encoding(20, 64)[10] @ P.sinusoidal_encoding(20, 64)[13]))
+
+
+def _swapped_pe(n, d):
+    from utils import positions as P
+
+    pe = P.sinusoidal_encoding(n, d)
+    out = pe.copy()
+    out[:, 0::2], out[:, 1::2] = pe[:, 1::2], pe[:, 0::2]
+    return out
+
+
+def _rope_wrong_sign(x, pos):
+    from utils import positions as P
+
+    return P.apply_rope(x, -np.asarray(pos, float)) * np.array([1, -1] * (np.shape(x)[-1] // 2)) * 1.1
+
+
+@pytest.mark.parametrize("check,wrong,hint", [
+    (ch04.sinusoidal_encoding, _swapped_pe, "sin and cos are swapped"),
+    (ch04.shift_matrix, lambda k, d: __import__("utils.positions", fromlist=["x"]).shift_matrix(k, d).T, "transpose"),
+    (ch04.shift_matrix, lambda k, d: np.eye(d), "each 2 x 2 block"),
+    (ch04.apply_rope, _rope_wrong_sign, "keeps every vector's length"),
+    (ch04.position_parameters, 1024, "number of positions"),
+    (ch04.encoding_dot, 0.0, "PE(10) . PE(13)"),
+])
+def test_chapter4_mistakes_get_hints(check, wrong, hint):
+    fails_with(check, hint, wrong)
