@@ -5,7 +5,7 @@ import pytest
 
 from utils import sampling as R
 from utils import bpe as B
-from utils.checks import Question, ch01, ch02, ch03, ch04, questions_of
+from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, questions_of
 
 
 def run(check, *args):
@@ -286,3 +286,36 @@ def _rope_wrong_sign(x, pos):
 ])
 def test_chapter4_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)
+
+
+# --- chapter 5 ----------------------------------------------------------------------------------
+
+def test_chapter5_reference_passes():
+    from utils import attention as A
+
+    passes(ch05.attention, lambda Q, K, V, mask=None: A.scaled_dot_product_attention(Q, K, V, mask))
+    _, w = A.scaled_dot_product_attention(ch05.X, ch05.X, ch05.X, return_weights=True)
+    passes(ch05.worked_weight, w[2, 2])
+    passes(ch05.score_variance, 256)
+    passes(ch05.heads, lambda x, nh: x.reshape(x.shape[0], nh, -1).transpose(1, 0, 2),
+           lambda p: p.transpose(1, 0, 2).reshape(p.shape[1], -1))
+    passes(ch05.causal, A.causal_mask)
+
+
+def _unscaled(Q, K, V, mask=None):
+    from utils import attention as A
+
+    d = Q.shape[1]
+    return A.scaled_dot_product_attention(Q * d**0.25, K * d**0.25, V, mask)
+
+
+@pytest.mark.parametrize("check,args,hint", [
+    (ch05.attention, [_unscaled], "divide the scores by sqrt(d)"),
+    (ch05.attention, [lambda Q, K, V, mask=None: __import__("utils.attention", fromlist=["x"])
+                      .scaled_dot_product_attention(Q, K, V)], "the mask was ignored"),
+    (ch05.score_variance, [1.0], "after dividing"),
+    (ch05.heads, [lambda x, nh: x.reshape(nh, x.shape[0], -1), lambda p: p.reshape(p.shape[1], -1)], "columns 4..7"),
+    (ch05.causal, [lambda n: np.triu(np.ones((n, n), bool))], "transpose"),
+])
+def test_chapter5_mistakes_get_hints(check, args, hint):
+    fails_with(check, hint, *args)
