@@ -5,7 +5,7 @@ import pytest
 
 from utils import sampling as R
 from utils import bpe as B
-from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, questions_of
+from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch07, questions_of
 
 
 def run(check, *args):
@@ -319,3 +319,35 @@ def _unscaled(Q, K, V, mask=None):
 ])
 def test_chapter5_mistakes_get_hints(check, args, hint):
     fails_with(check, hint, *args)
+
+
+# --- chapter 7 ----------------------------------------------------------------------------------
+
+def test_chapter7_reference_passes():
+    import torch
+
+    from utils.model import GPT
+
+    passes(ch07.count_params, lambda cfg: 354_823_168 if cfg.n_embd == 1024 else GPT(cfg).num_params(non_embedding=False))
+    C = 768
+    passes(ch07.mlp_share, (8 * C * C + 5 * C) / (12 * C * C + 13 * C))
+    passes(ch07.block_forward, lambda x, attn, mlp, l1, l2: (y := x + attn(l1(x))) + mlp(l2(y)))
+
+    @torch.no_grad()
+    def greedy(model, idx, n):
+        for _ in range(n):
+            idx = torch.cat([idx, model(idx)[0][:, -1].argmax(-1, keepdim=True)], 1)
+        return idx
+
+    passes(ch07.generate_greedy, greedy)
+
+
+@pytest.mark.parametrize("check,wrong,hint", [
+    (ch07.count_params, lambda cfg: 0, "per block"),
+    (ch07.mlp_share, 66.6, "not a percentage"),
+    (ch07.block_forward, lambda x, attn, mlp, l1, l2: (h := l2(x + attn(l1(x)))) + mlp(h), "normalised stream"),
+    (ch07.generate_greedy, lambda model, idx, n: __import__("torch").cat(
+        [idx, model(idx)[0][:, 0].argmax(-1, keepdim=True).repeat(1, n)], 1), "LAST position"),
+])
+def test_chapter7_mistakes_get_hints(check, wrong, hint):
+    fails_with(check, hint, wrong)
