@@ -78,3 +78,24 @@ def test_position_errors():
     with pytest.raises(ValueError, match="positions must have shape"):
         apply_rope(np.zeros((3, 4)), [0, 1])
     assert frequencies(4)[0] == 1.0
+
+
+def test_numpy_ffn_equals_the_model_mlp():
+    from utils.ffn_memory import ffn
+    from utils.model import MLP
+
+    mlp = MLP(GPTConfig(n_embd=16, n_head=1)).double().eval()
+    x = RNG.normal(size=(5, 16))
+    W1, b1 = mlp.c_fc.weight.detach().numpy().T, mlp.c_fc.bias.detach().numpy()
+    W2, b2 = mlp.c_proj.weight.detach().numpy().T, mlp.c_proj.bias.detach().numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(ffn(x, W1, b1, W2, b2), mlp(torch.tensor(x)).numpy(), atol=1e-12)
+
+
+def test_autocast_is_a_no_op_on_cpu():
+    import contextlib
+
+    from utils.device import autocast_for
+
+    assert isinstance(autocast_for("cpu"), contextlib.nullcontext)
+    assert isinstance(autocast_for(torch.device("cpu")), contextlib.nullcontext)

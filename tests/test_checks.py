@@ -5,7 +5,7 @@ import pytest
 
 from utils import sampling as R
 from utils import bpe as B
-from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch07, questions_of
+from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch06, ch07, questions_of
 
 
 def run(check, *args):
@@ -351,3 +351,37 @@ def test_chapter7_reference_passes():
 ])
 def test_chapter7_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)
+
+
+# --- chapter 6 ----------------------------------------------------------------------------------
+
+def test_chapter6_reference_passes():
+    from utils import ffn_memory as M
+
+    passes(ch06.ffn_memory, M.ffn_as_memory)
+    passes(ch06.top_units, M.top_units)
+    passes(ch06.edit, M.edit_values)
+
+
+def _edit_in_place(W2, units, a, delta):
+    W2[units] += np.outer(a[units], delta) / (a[units] @ a[units])
+    return W2
+
+
+@pytest.mark.parametrize("check,wrong,hint", [
+    (ch06.ffn_memory, lambda x, W1, b1, W2, b2: (x @ W1 + b1, (x @ W1 + b1) @ W2 + b2), "apply the GELU"),
+    (ch06.ffn_memory, lambda x, W1, b1, W2, b2: (lambda a, o: (a, o - b2))(
+        *__import__("utils.ffn_memory", fromlist=["x"]).ffn_as_memory(x, W1, b1, W2, b2)), "add the bias b2"),
+    (ch06.top_units, lambda a, others, k: np.argsort(-a)[:k], "largest activation"),
+    (ch06.edit, _edit_in_place, "in place"),
+    (ch06.edit, lambda W2, units, a, delta: W2 + 0.01, "edit only the chosen units"),
+])
+def test_chapter6_mistakes_get_hints(check, wrong, hint):
+    fails_with(check, hint, wrong)
+
+
+def test_edit_values_rejects_silent_units():
+    from utils.ffn_memory import edit_values
+
+    with pytest.raises(ValueError, match="do not fire for this input"):
+        edit_values(np.zeros((4, 2)), [0, 1], np.zeros(4), np.ones(2))

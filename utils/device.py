@@ -11,7 +11,7 @@ import random
 
 import numpy as np
 
-__all__ = ["get_device", "seed_everything"]
+__all__ = ["get_device", "seed_everything", "autocast_for"]
 
 
 def get_device(prefer: str | None = None):
@@ -53,3 +53,19 @@ def seed_everything(seed: int = 0) -> np.random.Generator:
     else:
         torch.manual_seed(seed)  # seeds CPU, CUDA and MPS generators
     return np.random.default_rng(seed)
+
+
+def autocast_for(device):
+    """bf16 autocast on a CUDA GPU that supports it; a no-op context everywhere else (CPU, MPS).
+
+    Used around forward passes in generation and training (chapters 7 and 8): bf16 halves memory
+    traffic on GPUs and keeps float32's range, so no loss scaling is needed. Defined in chapter 7.
+    """
+    import contextlib
+
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -12,7 +12,8 @@ Shapes, named once for every comment below:
     idx (B, T) token ids -> tok_emb (B, T, C) [+ pos_emb (T, C)] -> n_layer x Block -> ln_f -> lm_head -> (B, T, V)
     Block:  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
 
-Attention uses ``torch.nn.functional.scaled_dot_product_attention`` (a fused kernel on GPUs).
+Attention uses ``torch.nn.functional.scaled_dot_product_attention`` (a fused kernel on GPUs);
+generation runs under bf16 autocast on CUDA GPUs that support it (``utils.device.autocast_for``).
 Generation keeps a KV cache: each layer stores the keys and values of past tokens, so a new
 token costs one position's work instead of the whole prefix's.
 
@@ -30,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import sampling_torch
+from .device import autocast_for
 
 __all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "KVCache", "rope_cos_sin", "apply_rope"]
 
@@ -254,11 +256,12 @@ class GPT(nn.Module):
         cache = KVCache(self.config.n_layer) if use_cache and not crop else None
         next_input = idx
         for _ in range(max_new_tokens):
-            if cache is None:
-                context = idx[:, -limit:] if crop else idx
-                logits, _ = self(context)
-            else:
-                logits, _ = self(next_input, cache=cache)
+            with autocast_for(idx.device):  # bf16 on GPUs that support it, a no-op on CPU and MPS
+                if cache is None:
+                    context = idx[:, -limit:] if crop else idx
+                    logits, _ = self(context)
+                else:
+                    logits, _ = self(next_input, cache=cache)
             last = logits[:, -1, :].float()  # (B, V): only the last position predicts the next token
             if greedy:
                 nxt = sampling_torch.greedy_next(last)
