@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["CHECK_MIME", "Question", "Fail", "question", "report", "questions_of", "is_unanswered"]
+__all__ = ["CHECK_MIME", "Question", "Fail", "question", "report", "questions_of", "is_unanswered", "as_array"]
 
 CHECK_MIME = "application/vnd.llmcc.check+json"
 
@@ -31,6 +31,18 @@ class Question:
 
 class Fail(Exception):
     """Raised inside a check to fail it with a hint for the learner."""
+
+
+def as_array(x, what: str):
+    """The learner's result as a float NumPy array, or a Fail that names the usual mistakes."""
+    import numpy as np
+
+    if x is None:
+        raise Fail(f"{what} returned None: did you forget `return`?")
+    try:
+        return np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise Fail(f"{what} should return an array of numbers, got {type(x).__name__}") from None
 
 
 def is_unanswered(value) -> bool:

@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 
 from .. import sampling as ref
-from . import Fail, question
+from . import Fail, as_array, question
 
 QUESTIONS: dict = {}
 
@@ -31,15 +31,6 @@ def _close(a, b, tol=5e-4) -> bool:
 def _call(fn, *args):
     """Call the learner's function on copies, so an in-place edit cannot change our inputs."""
     return fn(*[np.array(a, dtype=float) if isinstance(a, (list, np.ndarray)) else a for a in args])
-
-
-def _as_array(x, what: str) -> np.ndarray:
-    if x is None:
-        raise Fail(f"{what} returned None: did you forget `return`?")
-    try:
-        return np.asarray(x, dtype=float)
-    except (TypeError, ValueError):
-        raise Fail(f"{what} should return an array of numbers, got {type(x).__name__}") from None
 
 
 def _expects_value_error(fn, args, what: str):
@@ -69,7 +60,7 @@ def conditional_probability(p_tennis_given_football):
 
 @question(QUESTIONS, "q2", "stable softmax", points=2)
 def softmax(fn):
-    probs = _as_array(_call(fn, BEIJING), "softmax([4.0, 2.0, 0.5])")
+    probs = as_array(_call(fn, BEIJING), "softmax([4.0, 2.0, 0.5])")
     if probs.shape != (3,):
         raise Fail(f"softmax of 3 logits should return 3 probabilities, got shape {probs.shape}")
     total = probs.sum()
@@ -78,12 +69,12 @@ def softmax(fn):
     if not np.allclose(probs, ref.softmax(BEIJING), atol=1e-6):
         raise Fail(f"softmax([4.0, 2.0, 0.5]) gave {np.round(probs, 3)}, expected {np.round(ref.softmax(BEIJING), 3)}")
     with np.errstate(all="ignore"):
-        big = _as_array(_call(fn, [1000.0, 999.0]), "softmax([1000, 999])")
+        big = as_array(_call(fn, [1000.0, 999.0]), "softmax([1000, 999])")
     if not np.all(np.isfinite(big)):
         raise Fail("overflow for logits of 1000 (exp(1000) is inf): subtract the max logit first")
     if not np.allclose(big, ref.softmax([1000.0, 999.0]), atol=1e-6):
         raise Fail(f"softmax([1000, 999]) gave {np.round(big, 3)}, expected {np.round(ref.softmax([1000.0, 999.0]), 3)}")
-    batch = _as_array(_call(fn, RANDOM_ROWS), "softmax(a (5, 12) batch)")
+    batch = as_array(_call(fn, RANDOM_ROWS), "softmax(a (5, 12) batch)")
     if batch.shape != RANDOM_ROWS.shape:
         raise Fail(f"a (5, 12) batch should give (5, 12) probabilities, got {batch.shape}")
     if not np.allclose(batch.sum(axis=-1), 1, atol=1e-6):
@@ -107,7 +98,7 @@ def lowered_logit(p_capital):
 def apply_temperature(fn):
     logits = [3.0, 1.5, 0.5]
     for t in (0.5, 2.0):
-        out = _as_array(_call(fn, logits, t), f"apply_temperature(logits, {t})")
+        out = as_array(_call(fn, logits, t), f"apply_temperature(logits, {t})")
         if np.allclose(out, np.multiply(logits, t)):
             raise Fail(f"at T={t} you multiplied by T; divide the logits by T (T > 1 must flatten the distribution)")
         if np.allclose(out, ref.softmax(ref.apply_temperature(logits, t))):
@@ -143,7 +134,7 @@ def _mask_of(out: np.ndarray, what: str) -> np.ndarray:
 @question(QUESTIONS, "q6", "top-k filter", points=2)
 def top_k_filter(fn):
     logits = np.array([1.0, 3.0, 2.0, 0.5, 2.5])
-    out = _as_array(_call(fn, logits, 2), "top_k_filter(logits, 2)")
+    out = as_array(_call(fn, logits, 2), "top_k_filter(logits, 2)")
     if out.shape != logits.shape:
         raise Fail(f"return one value per token: expected shape {logits.shape}, got {out.shape}")
     if np.all(np.isfinite(out)) and np.count_nonzero(out == 0) == 3:
@@ -154,13 +145,13 @@ def top_k_filter(fn):
     if not np.array_equal(out, ref.top_k_filter(logits, 2)):
         raise Fail(f"kept the wrong tokens or changed their values: got {out}, expected {ref.top_k_filter(logits, 2)}")
     tied = np.array([1.0, 3.0, 2.0, 3.0])
-    out = _as_array(_call(fn, tied, 1), "top_k_filter([1, 3, 2, 3], 1)")
+    out = as_array(_call(fn, tied, 1), "top_k_filter([1, 3, 2, 3], 1)")
     if not np.array_equal(out, ref.top_k_filter(tied, 1)):
         raise Fail("with ties at the k-th largest logit keep every tied token (compare with >= the k-th largest)")
-    out = _as_array(_call(fn, logits, 10), "top_k_filter(logits, 10)")
+    out = as_array(_call(fn, logits, 10), "top_k_filter(logits, 10)")
     if not np.array_equal(out, logits):
         raise Fail("k larger than the vocabulary should keep every token")
-    out = _as_array(_call(fn, RANDOM_ROWS, 3), "top_k_filter(batch, 3)")
+    out = as_array(_call(fn, RANDOM_ROWS, 3), "top_k_filter(batch, 3)")
     if not np.array_equal(out, ref.top_k_filter(RANDOM_ROWS, 3)):
         raise Fail("wrong on a (5, 12) batch: find the k-th largest value of each row (axis=-1)")
     return "keeps the k largest (and ties), -inf elsewhere, row by row"
@@ -170,7 +161,7 @@ def top_k_filter(fn):
 def top_p_filter(fn):
     probs = np.array([0.5, 0.3, 0.15, 0.05])
     logits = np.log(probs)
-    out = _as_array(_call(fn, logits, 0.8), "top_p_filter(log([0.5, 0.3, 0.15, 0.05]), 0.8)")
+    out = as_array(_call(fn, logits, 0.8), "top_p_filter(log([0.5, 0.3, 0.15, 0.05]), 0.8)")
     if out.shape != logits.shape:
         raise Fail(f"return one value per token: expected shape {logits.shape}, got {out.shape}")
     if np.allclose(out[np.isfinite(out)].sum(), 1) and np.all(out >= 0):
@@ -184,20 +175,20 @@ def top_p_filter(fn):
                    "the sum reach p (mind float rounding: 0.5 + 0.3 may come out as 0.7999999)")
     if not np.allclose(out, ref.top_p_filter(logits, 0.8)):
         raise Fail(f"got {np.round(out, 3)}, expected {np.round(ref.top_p_filter(logits, 0.8), 3)}")
-    out = _as_array(_call(fn, logits, 0.3), "top_p_filter(logits, 0.3)")
+    out = as_array(_call(fn, logits, 0.3), "top_p_filter(logits, 0.3)")
     if _mask_of(out, "top_p_filter").sum() != 1:
         raise Fail("with p=0.3 only the top token (0.5) is needed; always keep at least the most probable token")
     tied = np.log([0.4, 0.2, 0.2, 0.2])
-    out = _as_array(_call(fn, tied, 0.5), "top_p_filter(log([0.4, 0.2, 0.2, 0.2]), 0.5)")
+    out = as_array(_call(fn, tied, 0.5), "top_p_filter(log([0.4, 0.2, 0.2, 0.2]), 0.5)")
     if _mask_of(out, "top_p_filter").sum() != 4:
         raise Fail("with p=0.5 the tokens 0.4 and one 0.2 reach p, and the other two 0.2 tokens are tied with it: "
                    "keep every token whose probability is >= that of the last token you keep")
     shuffled = logits[[2, 0, 3, 1]]
-    out = _as_array(_call(fn, shuffled, 0.8), "top_p_filter on shuffled logits")
+    out = as_array(_call(fn, shuffled, 0.8), "top_p_filter on shuffled logits")
     if not np.allclose(out, ref.top_p_filter(shuffled, 0.8)):
         raise Fail("correct on sorted input but not on shuffled input: sort the probabilities, then map the kept "
                    "set back to the original token positions")
-    out = _as_array(_call(fn, RANDOM_ROWS, 0.9), "top_p_filter(batch, 0.9)")
+    out = as_array(_call(fn, RANDOM_ROWS, 0.9), "top_p_filter(batch, 0.9)")
     if not np.allclose(out, ref.top_p_filter(RANDOM_ROWS, 0.9)):
         raise Fail("wrong on a (5, 12) batch of random logits: work row by row along axis=-1")
     return "the smallest set of tokens whose probability reaches p"
@@ -231,7 +222,7 @@ def next_token_probs(fn):
         (RANDOM_ROWS[2], dict(temperature=2.0, top_k=6, top_p=0.8)),
     ]
     for logits, kw in cases:
-        probs = _as_array(fn(np.array(logits), **kw), f"next_token_probs(..., {kw})")
+        probs = as_array(fn(np.array(logits), **kw), f"next_token_probs(..., {kw})")
         total = probs.sum()
         if abs(total - 1) > 1e-6:
             raise Fail(f"probabilities sum to {total:.3g} with {kw}: did you renormalise (softmax) after filtering?")

@@ -11,21 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import positions as ref
-from . import Fail, question
+from . import Fail, as_array, question
 
 QUESTIONS: dict = {}
-
-
-def _array(x, what):
-    if x is None:
-        raise Fail(f"{what} returned None: did you forget `return`?")
-    return np.asarray(x, dtype=float)
 
 
 @question(QUESTIONS, "q1", "sinusoidal encoding", points=2)
 def sinusoidal_encoding(fn):
     for n, d in [(1, 4), (50, 16), (7, 64)]:
-        got = _array(fn(n, d), f"sinusoidal_encoding({n}, {d})")
+        got = as_array(fn(n, d), f"sinusoidal_encoding({n}, {d})")
         expected = ref.sinusoidal_encoding(n, d)
         if got.shape != expected.shape:
             raise Fail(f"sinusoidal_encoding({n}, {d}) should have shape {expected.shape}, got {got.shape}")
@@ -43,7 +37,7 @@ def sinusoidal_encoding(fn):
 def shift_matrix(fn):
     pe = ref.sinusoidal_encoding(40, 16)
     for k in (1, 5, 12):
-        M = _array(fn(k, 16), f"shift_matrix({k}, 16)")
+        M = as_array(fn(k, 16), f"shift_matrix({k}, 16)")
         if M.shape != (16, 16):
             raise Fail(f"shift_matrix({k}, 16) should be (16, 16), got {M.shape}")
         if np.allclose(pe[k:], pe[:-k] @ M):
@@ -59,7 +53,7 @@ def apply_rope(fn):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(6, 8))
     pos = np.arange(6)
-    got = _array(fn(x.copy(), pos), "apply_rope(x, positions)")
+    got = as_array(fn(x.copy(), pos), "apply_rope(x, positions)")
     if got.shape != x.shape:
         raise Fail(f"apply_rope should keep the shape {x.shape}, got {got.shape}")
     if not np.allclose(np.linalg.norm(got, axis=1), np.linalg.norm(x, axis=1)):
@@ -69,7 +63,7 @@ def apply_rope(fn):
         raise Fail("lengths are kept but the angles are wrong: pair i of a vector at position m turns by "
                    "m * 10000^(-2i/d)")
     q, k = rng.normal(size=(2, 8))
-    s = lambda m, n: (_array(fn(q[None], [m]), "apply_rope") @ _array(fn(k[None], [n]), "apply_rope").T).item()
+    s = lambda m, n: (as_array(fn(q[None], [m]), "apply_rope") @ as_array(fn(k[None], [n]), "apply_rope").T).item()
     if not np.isclose(s(9, 4), s(109, 104)):
         raise Fail("scores should depend only on the offset m - n")
     return "q.k depends only on the offset"

@@ -11,21 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import attention as ref
-from . import Fail, question
+from . import Fail, as_array, question
 
 QUESTIONS: dict = {}
 X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
 
 
-def _array(x, what):
-    if x is None:
-        raise Fail(f"{what} returned None: did you forget `return`?")
-    return np.asarray(x, dtype=float)
-
-
 @question(QUESTIONS, "q1", "scaled dot-product attention", points=2)
 def attention(fn):
-    got = _array(fn(X, X, X, None), "attention(X, X, X)")
+    got = as_array(fn(X, X, X, None), "attention(X, X, X)")
     expected = ref.scaled_dot_product_attention(X, X, X)
     if got.shape != expected.shape:
         raise Fail(f"expected an output of shape {expected.shape}, got {got.shape}")
@@ -38,7 +32,7 @@ def attention(fn):
     rng = np.random.default_rng(5)
     Q, K, V = rng.normal(size=(6, 4)), rng.normal(size=(6, 4)), rng.normal(size=(6, 3))
     mask = ref.causal_mask(6)
-    got = _array(fn(Q, K, V, mask), "attention(Q, K, V, mask)")
+    got = as_array(fn(Q, K, V, mask), "attention(Q, K, V, mask)")
     if got.shape != (6, 3):
         raise Fail(f"with V of width 3 the output should be (6, 3), got {got.shape}")
     if np.allclose(got, ref.scaled_dot_product_attention(Q, K, V)):
@@ -70,12 +64,12 @@ def score_variance(v):
 def heads(split, merge):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(5, 12))
-    parts = _array(split(x, 3), "split_heads(x, 3)")
+    parts = as_array(split(x, 3), "split_heads(x, 3)")
     if parts.shape != (3, 5, 4):
         raise Fail(f"split_heads of a (5, 12) array into 3 heads should be (3, 5, 4) = (nh, T, hs), got {parts.shape}")
     if not np.allclose(parts[1], x[:, 4:8]):
         raise Fail("head 1 should hold columns 4..7 of x (each head a contiguous slice of the width)")
-    back = _array(merge(parts), "merge_heads(parts)")
+    back = as_array(merge(parts), "merge_heads(parts)")
     if not np.allclose(back, x):
         raise Fail("merge_heads(split_heads(x)) should give x back: concatenate the heads along the width")
     return "(T, C) <-> (nh, T, hs), as GPT's view + transpose does"
