@@ -342,12 +342,24 @@ def test_chapter7_reference_passes():
     passes(ch07.generate_greedy, greedy)
 
 
+def _greedy_last_token_only(model, idx, n):
+    import torch
+
+    with torch.no_grad():
+        for _ in range(n):
+            idx = torch.cat([idx, model(idx[:, -1:])[0][:, -1].argmax(-1, keepdim=True)], 1)
+    return idx
+
+
 @pytest.mark.parametrize("check,wrong,hint", [
     (ch07.count_params, lambda cfg: 0, "per block"),
     (ch07.mlp_share, 66.6, "not a percentage"),
     (ch07.block_forward, lambda x, attn, mlp, l1, l2: (h := l2(x + attn(l1(x)))) + mlp(h), "normalised stream"),
     (ch07.generate_greedy, lambda model, idx, n: __import__("torch").cat(
         [idx, model(idx)[0][:, 0].argmax(-1, keepdim=True).repeat(1, n)], 1), "LAST position"),
+    (ch07.generate_greedy, lambda model, idx, n: __import__("torch").cat(
+        [idx, model(idx)[0][:, -1].argmax(-1, keepdim=True).repeat(1, n)], 1), "LAST position"),
+    (ch07.generate_greedy, _greedy_last_token_only, "LAST position"),
 ])
 def test_chapter7_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)
@@ -375,6 +387,8 @@ def _edit_in_place(W2, units, a, delta):
     (ch06.top_units, lambda a, others, k: np.argsort(-a)[:k], "largest activation"),
     (ch06.edit, _edit_in_place, "in place"),
     (ch06.edit, lambda W2, units, a, delta: W2 + 0.01, "edit only the chosen units"),
+    (ch06.edit, lambda W2, units, a, delta: (lambda n: (n.__setitem__(units[0], n[units[0]] + delta / a[units[0]]), n)[1])(
+        W2.copy()), "not the smallest"),
 ])
 def test_chapter6_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)

@@ -145,3 +145,28 @@ def test_training_step_reduces_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.7
+
+
+def test_generate_edge_cases():
+    model = GPT(GPTConfig(**{**SMALL, "block_size": 16, "dropout": 0.2}))
+    model.train()
+    full = torch.zeros(1, 16, dtype=torch.long)
+    assert model.generate(full, 1).shape == (1, 17)  # the last token is never fed back
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        model.generate(full, 2)
+    assert model.training  # mode restored
+    g = lambda cache: model.generate(full[:, :4], 8, generator=torch.Generator().manual_seed(0), use_cache=cache)
+    assert torch.equal(g(True), g(False))  # dropout is off while generating
+    with pytest.raises(ValueError, match=r"idx must have shape \(B, T\)"):
+        model.generate(torch.zeros(5, dtype=torch.long), 2)
+
+
+def test_loading_an_incomplete_or_untied_state_dict_fails(hf_pair):
+    hf, _ = hf_pair
+    sd = {k: v for k, v in hf.state_dict().items() if not k.startswith("transformer.ln_f")}
+    with pytest.raises(ValueError, match="lacks 2 tensor"):
+        GPT.from_hf_state_dict(sd, GPTConfig(**SMALL))
+    untied = dict(hf.state_dict())
+    untied["lm_head.weight"] = untied["lm_head.weight"].clone() + 1
+    with pytest.raises(ValueError, match="not tied"):
+        GPT.from_hf_state_dict(untied, GPTConfig(**SMALL))

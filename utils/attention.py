@@ -19,7 +19,7 @@ __all__ = ["causal_mask", "scaled_dot_product_attention", "multi_head_attention"
 
 
 def causal_mask(n: int) -> np.ndarray:
-    """(n, n) boolean: query i may see keys j <= i. Defined in chapter 3 (used in chapters 4 and 5).
+    """(n, n) boolean: query i may see keys j <= i. Defined in chapter 5 (used from chapter 3 on).
 
     Example: causal_mask(3) -> [[T, F, F], [T, T, F], [T, T, T]]
     """
@@ -29,7 +29,7 @@ def causal_mask(n: int) -> np.ndarray:
 
 
 def scaled_dot_product_attention(Q, K, V, mask=None, return_weights: bool = False):
-    """softmax(Q K^T / sqrt(d)) V, with mask == False entries excluded. Defined in chapter 4.
+    """softmax(Q K^T / sqrt(d)) V, with mask == False entries excluded. Defined in chapter 5 (used from chapter 4 on).
 
     Q (T_q, d), K (T_k, d), V (T_k, d_v); mask (T_q, T_k) boolean or None.
     Example: with Q = K = V = [[1, 0], [0, 1], [1, 1]] the first row of weights is

@@ -167,7 +167,7 @@ def overlap_score(question: str, chunk: str) -> float:
 
     Content words have 4+ letters and are not in a short stop list; two words match when their
     first five letters do (so "reach" matches "reached"). Real systems compare embedding vectors
-    (chapter 4) or use BM25; this is enough to rank chunks in a demonstration. Defined in chapter 3.
+    (one learned vector per text) or use BM25; this is enough to rank chunks in a demonstration. Defined in chapter 3.
 
     Example: overlap_score("When did tea reach Europe?", "Tea reached Europe in 1610.") -> 1.0
     """

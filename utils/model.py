@@ -249,10 +249,15 @@ class GPT(nn.Module):
         """
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+        if idx.dim() != 2:
+            raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}; use idx[None] for one sequence")
         limit = self.config.block_size
-        if not crop and idx.shape[1] + max_new_tokens > limit and self.config.position == "learned":
+        # the last generated token is never fed back, so the model sees at most T + max_new_tokens - 1
+        if not crop and idx.shape[1] + max_new_tokens - 1 > limit and self.config.position == "learned":
             raise ValueError(f"prompt ({idx.shape[1]}) + max_new_tokens ({max_new_tokens}) exceeds block_size ({limit}); "
                              "pass crop=True to keep only the last block_size tokens")
+        was_training = self.training
+        self.eval()  # no dropout while generating; restored below
         cache = KVCache(self.config.n_layer) if use_cache and not crop else None
         next_input = idx
         for _ in range(max_new_tokens):
@@ -270,6 +275,7 @@ class GPT(nn.Module):
             nxt = nxt.view(-1, 1) if torch.is_tensor(nxt) else torch.tensor([[nxt]], device=idx.device)
             idx = torch.cat([idx, nxt], dim=1)
             next_input = nxt
+        self.train(was_training)
         return idx
 
     # --- Hugging Face GPT-2 weights --------------------------------------------------------------
@@ -284,6 +290,8 @@ class GPT(nn.Module):
         model = cls(config)
         sd = {k.removeprefix("transformer."): v for k, v in state_dict.items()
               if not k.endswith((".attn.bias", ".attn.masked_bias"))}  # HF's causal-mask buffers
+        if "lm_head.weight" in sd and not torch.equal(sd["lm_head.weight"], sd.get("wte.weight", sd["lm_head.weight"])):
+            raise ValueError("the state dict's lm_head is not tied to wte; this model ties them, as GPT-2 does")
         transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
         ours = model.state_dict()
         for key, value in sd.items():
@@ -298,6 +306,9 @@ class GPT(nn.Module):
                                  "is the config the same as the checkpoint's?")
             with torch.no_grad():
                 ours[target].copy_(value)
+        missing = {k for k in ours if k != "lm_head.weight"} - {f"transformer.{k}" for k in sd}
+        if missing:
+            raise ValueError(f"the state dict lacks {len(missing)} tensor(s) the model needs, e.g. {sorted(missing)[:3]}")
         return model
 
     @classmethod

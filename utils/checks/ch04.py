@@ -60,6 +60,14 @@ def apply_rope(fn):
         raise Fail("a rotation keeps every vector's length, yours does not: check the signs "
                    "(x1 cos - x2 sin, x1 sin + x2 cos)")
     if not np.allclose(got, ref.apply_rope(x, pos)):
+        half = x.shape[1] // 2
+        interleave = np.empty_like(x)
+        interleave[:, 0::2], interleave[:, 1::2] = x[:, :half], x[:, half:]
+        split = ref.apply_rope(interleave, pos)
+        split_half = np.concatenate([split[:, 0::2], split[:, 1::2]], axis=1)
+        if np.allclose(got, split_half):
+            raise Fail("you paired dimension i with i + d/2 (the layout of Llama's code); this course pairs "
+                       "(2i, 2i+1), as the RoPE paper writes it: use x[:, 0::2] and x[:, 1::2]")
         raise Fail("lengths are kept but the angles are wrong: pair i of a vector at position m turns by "
                    "m * 10000^(-2i/d)")
     q, k = rng.normal(size=(2, 8))
@@ -71,9 +79,9 @@ def apply_rope(fn):
 
 @question(QUESTIONS, "q4", "GPT-2's position table", points=1)
 def position_parameters(n):
-    if int(n) == 1024:
+    if n == 1024:
         raise Fail("that is the number of positions; each has a vector of 768 numbers")
-    if int(n) != 1024 * 768:
+    if n != 1024 * 768:
         raise Fail(f"got {n}; the table has one row of n_embd = 768 numbers per position, 1,024 positions")
     return "1,024 x 768 = 786,432 parameters"
 

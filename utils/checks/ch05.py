@@ -55,7 +55,7 @@ def worked_weight(w):
 def score_variance(v):
     if abs(float(v) - 1) < 0.2:
         raise Fail("1 is the variance after dividing by sqrt(d); without scaling each of the d products adds 1")
-    if abs(float(v) - 256) > 256 * 0.05:
+    if abs(float(v) - 256) > 256 * 0.15:  # an estimate from a few thousand samples is fine
         raise Fail(f"got {v}; q.k sums d = 256 independent products, each of variance 1")
     return "d = 256: the variance grows with the width, hence the 1/sqrt(d)"
 

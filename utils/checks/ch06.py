@@ -73,4 +73,8 @@ def edit(fn):
     if not np.allclose(moved, delta, atol=1e-6):
         raise Fail("the input's output should move by exactly delta: W2[i] += a_i * delta / sum_j a_j^2 "
                    "over the chosen units")
+    smallest = np.linalg.norm(ref.edit_values(W2, units, a[2], delta) - W2)
+    if np.linalg.norm(new - W2) > smallest * (1 + 1e-6):
+        raise Fail(f"the output moves by delta, but the change to W2 (size {np.linalg.norm(new - W2):.2f}) is not the "
+                   f"smallest possible ({smallest:.2f}): spread it over the units in proportion to their activations")
     return "only the chosen value rows change, and the output moves by exactly delta"

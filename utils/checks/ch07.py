@@ -80,6 +80,10 @@ def block_forward(fn):
 def generate_greedy(fn):
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=64, vocab_size=50)).eval()
+    with torch.no_grad():  # larger weights than at initialisation, so that greedy output depends on context
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(p.numel()))
     prompt = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         got = fn(model, prompt.clone(), 12)
