@@ -1,0 +1,148 @@
+"""The course's tiny world: a generated corpus whose true entropy is known (chapter 8; used from then on).
+
+A seeded ``World`` invents countries (each with one capital and one export) and people (each with
+a home country, a job and an age). Documents are sequences of sentences; each sentence is drawn
+independently:
+
+    1. pick a template with its stated probability (``TEMPLATES``);
+    2. pick its subject uniformly (a country or a person);
+    3. fill in the subject's attributes, which the world fixes: no randomness.
+
+Step 3 is what a model can only get right by memorising the world's facts (chapters 6 and 11);
+steps 1 and 2 are irreducible randomness. Because the choices are independent and every choice
+gives a different sentence (``World.check_injective`` verifies this), the entropy of a document is
+exactly ``n_sentences * H(sentence)`` with
+
+    H(sentence) = H(template) + sum_t p(t) * log(number of subjects of template t)   (nats)
+
+and the best possible average loss per token of any model is that entropy divided by the expected
+number of tokens (``entropy_per_token``). Chapter 8 compares a trained model's loss with it.
+
+Same seed, same world and same text on every machine (Python's ``random.Random``, no hashing).
+Deliberately left out, for the issues that need them: arithmetic with written steps (chapter 13),
+instruction/response and preference pairs (chapters 9 and 10), few-shot pattern tasks (chapter 12).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+__all__ = ["TEMPLATES", "World", "DOC_SEPARATOR"]
+
+#: (template, probability, subject kind). Every template starts with different words, so no two
+#: templates can produce the same sentence.
+TEMPLATES: list[tuple[str, float, str]] = [
+    ("The capital of {country} is {capital}.", 0.30, "country"),
+    ("{country} exports {export}.", 0.20, "country"),
+    ("{person} works as a {job}.", 0.20, "person"),
+    ("{person} lives in {home}.", 0.15, "person"),
+    ("Ask {person} and you learn that {pronoun} is {age}.", 0.15, "person"),
+]
+DOC_SEPARATOR = "\n"  # between sentences; documents are joined with a blank line
+
+_SYLLABLES = ["ka", "lo", "mi", "ra", "ten", "vo", "su", "bel", "dor", "fen", "gri", "hal", "jun", "ko", "nar",
+              "pel", "quo", "ris", "sal", "tor", "ul", "ven", "wil", "yas", "zan"]
+_JOBS = ["baker", "pilot", "farmer", "teacher", "doctor", "painter", "sailor", "miner", "weaver", "judge"]
+_EXPORTS = ["tea", "salt", "wool", "copper", "rice", "silk", "timber", "glass", "honey", "olives"]
+
+
+def _entropy(probs) -> float:
+    return -sum(p * math.log(p) for p in probs if p > 0)
+
+
+@dataclass
+class World:
+    """A small invented world. ``World(seed=0)`` is the course's reference world."""
+
+    seed: int = 0
+    n_countries: int = 12
+    n_people: int = 40
+    countries: dict = field(init=False)  # name -> {"capital": ..., "export": ...}
+    people: dict = field(init=False)  # name -> {"home": ..., "job": ..., "age": ..., "pronoun": ...}
+
+    def __post_init__(self):
+        if self.n_countries < 1 or self.n_people < 1:
+            raise ValueError(f"n_countries and n_people must be >= 1, got {self.n_countries} and {self.n_people}")
+        total = sum(p for _, p, _ in TEMPLATES)
+        if abs(total - 1) > 1e-12:
+            raise ValueError(f"template probabilities must sum to 1, they sum to {total}")
+        rng = random.Random(self.seed)
+        names = self._unique_names(rng, self.n_countries * 2 + self.n_people)
+        country_names = names[: self.n_countries]
+        capitals = names[self.n_countries: 2 * self.n_countries]
+        person_names = names[2 * self.n_countries:]
+        self.countries = {c: {"capital": cap.capitalize() + "ville", "export": rng.choice(_EXPORTS)}
+                          for c, cap in zip(country_names, capitals)}
+        self.people = {p: {"home": rng.choice(country_names), "job": rng.choice(_JOBS), "age": rng.randint(18, 90),
+                           "pronoun": rng.choice(["she", "he"])} for p in person_names}
+
+    @staticmethod
+    def _unique_names(rng: random.Random, n: int) -> list[str]:
+        names: list[str] = []
+        while len(names) < n:
+            name = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
+            if name not in names:
+                names.append(name)
+        return names
+
+    # -- sentences -------------------------------------------------------------------------------
+    def subjects(self, kind: str) -> list[str]:
+        return list(self.countries) if kind == "country" else list(self.people)
+
+    def render(self, template_index: int, subject: str) -> str:
+        """The sentence for one template and subject; every other slot is fixed by the world."""
+        template, _, kind = TEMPLATES[template_index]
+        if kind == "country":
+            return template.format(country=subject, **self.countries[subject])
+        return template.format(person=subject, **self.people[subject])
+
+    def all_sentences(self) -> list[tuple[str, float]]:
+        """Every possible sentence with its probability (they sum to 1)."""
+        out = []
+        for t, (_, p, kind) in enumerate(TEMPLATES):
+            subs = self.subjects(kind)
+            out.extend((self.render(t, s), p / len(subs)) for s in subs)
+        return out
+
+    def check_injective(self) -> None:
+        """Raise if two different choices give the same sentence (the entropy formula needs this)."""
+        sentences = [s for s, _ in self.all_sentences()]
+        if len(set(sentences)) != len(sentences):
+            raise ValueError("two different choices produce the same sentence; the entropy formula would be wrong")
+
+    def sample_sentence(self, rng: random.Random) -> str:
+        t = rng.choices(range(len(TEMPLATES)), weights=[p for _, p, _ in TEMPLATES])[0]
+        return self.render(t, rng.choice(self.subjects(TEMPLATES[t][2])))
+
+    def document(self, rng: random.Random, n_sentences: int = 4) -> str:
+        return DOC_SEPARATOR.join(self.sample_sentence(rng) for _ in range(n_sentences))
+
+    def corpus(self, n_documents: int, seed: int = 0, n_sentences: int = 4) -> list[str]:
+        """``n_documents`` documents; the same seed gives the same text."""
+        rng = random.Random(seed)
+        return [self.document(rng, n_sentences) for _ in range(n_documents)]
+
+    # -- entropy ---------------------------------------------------------------------------------
+    def entropy_per_sentence(self) -> float:
+        """H(sentence) in nats: template choice plus uniform subject choice; facts add nothing."""
+        self.check_injective()
+        return _entropy(p for _, p, _ in TEMPLATES) + sum(
+            p * math.log(len(self.subjects(kind))) for _, p, kind in TEMPLATES)
+
+    def entropy_per_document(self, n_sentences: int = 4) -> float:
+        """Sentences are independent, so entropies add (nats)."""
+        return n_sentences * self.entropy_per_sentence()
+
+    def expected_tokens_per_sentence(self, encode) -> float:
+        """Exact expected token count of one sentence plus its separator, under ``encode`` (a tokenizer)."""
+        return sum(p * len(encode(s + DOC_SEPARATOR)) for s, p in self.all_sentences())
+
+    def entropy_per_token(self, encode) -> float:
+        """The lowest average loss per token any model can reach on this world's text (nats/token).
+
+        Total entropy divided by the expected number of tokens. Assumes a sentence's tokens do not
+        depend on its neighbours, true for a tokenizer that pre-splits at the newline (GPT-2's regex).
+        """
+        return self.entropy_per_sentence() / self.expected_tokens_per_sentence(encode)
