@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from utils.course_tokenizers import course_tokenizer
-from utils.tiny_world import TEMPLATES, World
+from utils.tiny_world import TEMPLATES, World, addition_example, parse_answer
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,37 @@ def test_entropy_per_token_uses_exact_expected_lengths(world):
 def test_bad_worlds():
     with pytest.raises(ValueError, match="must be >= 1"):
         World(n_people=0)
+
+
+@pytest.mark.parametrize("steps", [False, True])
+def test_addition_examples_are_correct(steps):
+    rng = random.Random(0)
+    for n_digits in (1, 2, 3, 5):
+        for _ in range(200):
+            prompt, completion = addition_example(rng, n_digits, steps)
+            a, b = map(int, prompt.rstrip("=").split("+"))
+            assert len(str(a)) == len(str(b)) == n_digits or n_digits == 1
+            assert parse_answer(completion) == a + b
+            if steps:
+                columns = completion.split(";")[:-1]
+                assert len(columns) == n_digits
+                carry = 0
+                for column, (x, y) in zip(columns, zip(str(a)[::-1], str(b)[::-1])):
+                    lhs, total = column.split("=")
+                    assert lhs == f"{x}+{y}+{carry}" and int(total) == int(x) + int(y) + carry
+                    carry = int(total) // 10
+
+
+def test_addition_known_answer_and_errors():
+    class Fixed(random.Random):
+        def __init__(self):
+            super().__init__(0)
+            self.values = iter([47, 85])
+
+        def randint(self, a, b):
+            return next(self.values)
+
+    assert addition_example(Fixed(), 2, steps=True) == ("47+85=", "7+5+0=12;4+8+1=13;so 132")
+    assert parse_answer("no number here") is None
+    with pytest.raises(ValueError, match="n_digits must be an integer >= 1"):
+        addition_example(random.Random(0), 0, steps=False)

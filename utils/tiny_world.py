@@ -19,8 +19,9 @@ and the best possible average loss per token of any model is that entropy divide
 number of tokens (``entropy_per_token``). Chapter 8 compares a trained model's loss with it.
 
 Same seed, same world and same text on every machine (Python's ``random.Random``, no hashing).
-Deliberately left out, for the issues that need them: arithmetic with written steps (chapter 13),
-instruction/response and preference pairs (chapters 9 and 10), few-shot pattern tasks (chapter 12).
+``addition_example`` writes multi-digit additions with or without the column-by-column steps
+(chapters 11 and 13). Deliberately left out, for the issues that need them: instruction/response
+and preference pairs (chapters 9 and 10) and few-shot pattern tasks (chapter 12).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["TEMPLATES", "World", "DOC_SEPARATOR"]
+__all__ = ["TEMPLATES", "World", "DOC_SEPARATOR", "addition_example", "parse_answer"]
 
 #: (template, probability, subject kind). Every template starts with different words, so no two
 #: templates can produce the same sentence.
@@ -146,3 +147,40 @@ class World:
         depend on its neighbours, true for a tokenizer that pre-splits at the newline (GPT-2's regex).
         """
         return self.entropy_per_sentence() / self.expected_tokens_per_sentence(encode)
+
+
+# --- arithmetic (chapters 11 and 13) ------------------------------------------------------------
+
+def addition_example(rng: random.Random, n_digits: int, steps: bool) -> tuple[str, str]:
+    """(prompt, completion) for adding two random ``n_digits``-digit numbers.
+
+    Without steps the completion is just the sum; with steps it first writes every column, right to
+    left, as ``digit+digit+carry=total``, then the sum after ``so``. The steps give a model more
+    tokens, and so more computation, before it must commit to each digit of the answer.
+
+    Example (steps=True):  "47+85=" -> "7+5+0=12;4+8+1=13;so 132"
+    Example (steps=False): "47+85=" -> "132"
+    """
+    if not isinstance(n_digits, int) or n_digits < 1:
+        raise ValueError(f"n_digits must be an integer >= 1, got {n_digits!r}")
+    low = 10 ** (n_digits - 1) if n_digits > 1 else 0
+    a, b = rng.randint(low, 10**n_digits - 1), rng.randint(low, 10**n_digits - 1)
+    prompt = f"{a}+{b}="
+    if not steps:
+        return prompt, str(a + b)
+    columns, carry = [], 0
+    da, db = str(a)[::-1], str(b)[::-1]
+    for i in range(n_digits):
+        x, y = int(da[i]), int(db[i])
+        total = x + y + carry
+        columns.append(f"{x}+{y}+{carry}={total}")
+        carry = total // 10
+    return prompt, ";".join(columns) + f";so {a + b}"
+
+
+def parse_answer(completion: str) -> int | None:
+    """The number a completion ends with (after "so " if there are steps), or None if there is none."""
+    import re
+
+    match = re.search(r"(?:so )?(\d+)\s*$", completion)
+    return int(match.group(1)) if match else None
