@@ -1,0 +1,161 @@
+"""A small, complete training loop for the course GPT (chapter 8; reused in chapters 9 to 13).
+
+    trainer = Trainer(model, TrainConfig(max_steps=300), get_batch)
+    history = trainer.fit()                 # tqdm progress bar, periodic evaluation
+    trainer.save("ckpt.pt"); Trainer.load("ckpt.pt", model, get_batch).fit()   # resume: same curve
+
+What it does, each step: take a batch, compute the loss (bf16 autocast on capable GPUs), back-
+propagate, clip the gradient norm, set the learning rate from a linear-warmup + cosine schedule,
+and take an AdamW step with weight decay on matrices only (as GPT-2 and nanoGPT do). Every
+``eval_every`` steps it averages the loss of ``eval_batches`` evaluation batches.
+
+Deterministic: the batches come from ``get_batch(split, step)``, a function of the step number, so
+a resumed run sees exactly the batches an uninterrupted run would have seen (with dropout 0, the
+course default; dropout would also need the random generator's state).
+
+Deliberately left out: gradient accumulation, distributed training and mixed-precision loss scaling
+(bf16 needs none).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from .device import autocast_for
+
+__all__ = ["TrainConfig", "lr_at", "Trainer"]
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 300
+    lr: float = 3e-3  # peak learning rate
+    min_lr: float = 3e-4  # the cosine decays to this (10% of the peak, as in Chinchilla and nanoGPT)
+    warmup_steps: int = 30  # linear warmup avoids large, noisy first updates with Adam
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.95)  # GPT-3's values
+    grad_clip: float = 1.0  # maximum global gradient norm
+    eval_every: int = 50
+    eval_batches: int = 4
+    compile: bool = False  # torch.compile: faster on GPUs, slow to start; off by default
+
+    def __post_init__(self):
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not 0 <= self.warmup_steps <= self.max_steps:
+            raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}], got {self.warmup_steps}")
+        if not 0 < self.min_lr <= self.lr:
+            raise ValueError(f"need 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
+        if self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate at ``step`` (0-based): linear warmup to ``lr``, then cosine decay to ``min_lr``.
+
+    Example (lr 1, min_lr 0.1, warmup 10, 110 steps): step 0 -> 0.1, step 9 -> 1.0, step 60 -> 0.54,
+    step 109 -> 0.1. Defined in chapter 8.
+    """
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(config.max_steps - config.warmup_steps - 1, 1)
+    progress = min((step - config.warmup_steps) / span, 1.0)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class History:
+    steps: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    grad_norm: list = field(default_factory=list)
+    eval_steps: list = field(default_factory=list)
+    eval_loss: list = field(default_factory=list)
+
+
+class Trainer:
+    """Train ``model`` (a ``utils.model.GPT``) on batches from ``get_batch(split, step) -> (x, y)``."""
+
+    def __init__(self, model, config: TrainConfig, get_batch: Callable, device=None):
+        self.model = model
+        self.config = config
+        self.get_batch = get_batch
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings
+        no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and LayerNorm parameters
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr, betas=config.betas)
+        self.step = 0
+        self.history = History()
+        self._forward = torch.compile(model) if config.compile else model
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        self.model.eval()
+        losses = []
+        for i in range(self.config.eval_batches):
+            x, y = (t.to(self.device) for t in self.get_batch("val", i))
+            with autocast_for(self.device):
+                _, loss = self._forward(x, targets=y)
+            losses.append(loss.item())
+        self.model.train()
+        return sum(losses) / len(losses)
+
+    def fit(self, steps: int | None = None, progress: bool = True) -> History:
+        """Train until ``max_steps`` (or for ``steps`` more steps). Returns the history so far."""
+        from tqdm.auto import tqdm
+
+        end = self.config.max_steps if steps is None else min(self.step + steps, self.config.max_steps)
+        self.model.train()
+        bar = tqdm(range(self.step, end), desc="training", disable=not progress, leave=False)
+        for step in bar:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(step, self.config)
+            x, y = (t.to(self.device) for t in self.get_batch("train", step))
+            with autocast_for(self.device):
+                _, loss = self._forward(x, targets=y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the loss became {loss.item()} at step {step}; lower the learning rate "
+                                         f"(now {lr_at(step, self.config):.2e}) or check the data")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            h = self.history
+            h.steps.append(step)
+            h.train_loss.append(loss.item())
+            h.lr.append(lr_at(step, self.config))
+            h.grad_norm.append(float(grad_norm))
+            self.step = step + 1
+            if self.step % self.config.eval_every == 0 or self.step == self.config.max_steps:
+                h.eval_steps.append(self.step)
+                h.eval_loss.append(self.evaluate())
+                bar.set_postfix(train=f"{loss.item():.3f}", val=f"{h.eval_loss[-1]:.3f}")
+        return self.history
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Model, optimiser, step, config and history: everything needed to resume exactly."""
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                    "train_config": asdict(self.config), "model_config": asdict(self.model.config),
+                    "history": asdict(self.history)}, path)
+
+    @classmethod
+    def load(cls, path, model, get_batch: Callable, device=None) -> "Trainer":
+        """Restore a trainer from ``save``; ``model`` must have the checkpoint's configuration."""
+        state = torch.load(path, map_location=device or "cpu", weights_only=False)
+        if asdict(model.config) != state["model_config"]:
+            raise ValueError(f"the model's config {asdict(model.config)} differs from the checkpoint's "
+                             f"{state['model_config']}")
+        model.load_state_dict(state["model"])
+        config = TrainConfig(**{**state["train_config"], "betas": tuple(state["train_config"]["betas"])})
+        trainer = cls(model, config, get_batch, device)
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.step = state["step"]
+        trainer.history = History(**state["history"])
+        return trainer
