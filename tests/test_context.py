@@ -7,10 +7,10 @@ from hypothesis import strategies as st
 
 from utils.context_budget import Evidence, Turn, plan_context
 from utils.context_cost import (GIB, GPT2_SMALL, LLAMA_STYLE_8B_GQA, LLAMA_STYLE_8B_MHA, MIB, ModelShape,
-                                attention_flops, dense_flops_per_token, kv_cache_bytes)
+                                attention_flops, attention_score_bytes, dense_flops_per_token, kv_cache_bytes)
 from utils.course_tokenizers import course_tokenizer
-from utils.long_context import (causal_mask, interpolate_positions, linear_attention, sliding_window_mask,
-                                softmax_attention)
+from utils.attention import scaled_dot_product_attention
+from utils.long_context import causal_mask, interpolate_positions, linear_attention, sliding_window_mask
 
 TOK = course_tokenizer()
 SYSTEM = "You are a helpful tea expert. Answer briefly and cite the evidence."
@@ -143,6 +143,7 @@ def test_attention_flops_by_hand_and_quadratic():
     assert attention_flops(GPT2_SMALL, 1024) == 4 * 1024**2 * 64 * 12 * 12
     assert attention_flops(GPT2_SMALL, 2048) == 4 * attention_flops(GPT2_SMALL, 1024)
     assert dense_flops_per_token(GPT2_SMALL) == 2 * 12 * 12 * 768**2
+    assert attention_score_bytes(GPT2_SMALL, 1024) == 12 * 1024**2 * 2 == 24 * MIB
 
 
 def test_cost_bad_input():
@@ -171,7 +172,7 @@ def test_sliding_window_attention_matches_torch_sdpa_with_the_same_mask():
     rng = np.random.default_rng(0)
     Q, K, V = rng.normal(size=(3, 10, 4))
     mask = sliding_window_mask(10, 3)
-    ours = softmax_attention(Q, K, V, mask)
+    ours = scaled_dot_product_attention(Q, K, V, mask)
     sdpa = torch.nn.functional.scaled_dot_product_attention(*(torch.tensor(a) for a in (Q, K, V)),
                                                             attn_mask=torch.tensor(mask))
     np.testing.assert_allclose(ours, sdpa.numpy(), atol=1e-12)

@@ -97,3 +97,20 @@ def test_repository_url_appears_only_as_in_config(root):
         for found_owner, found_repo in re.findall(r"github\.com/([\w.-]+)/([\w.-]+)", path.read_text()):
             if found_owner == owner or found_repo == repo:  # a link to this course (others are citations)
                 assert (found_owner, found_repo) == (owner, repo), f"{path} links to {found_owner}/{found_repo}"
+
+
+def test_exercise_intros_state_the_real_number_of_questions_and_points(root):
+    """The intro's "There are N questions and M points" is typed by hand; the registry is the truth."""
+    import importlib
+
+    from utils.checks import questions_of
+
+    for path in sorted((root / "solutions").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        questions = questions_of(importlib.import_module(nb.metadata["llmcc"]["checks"]))
+        intro = nb.cells[1].source
+        match = re.search(r"There are (\d+) questions and (\d+) points", intro.replace("\n#", "").replace("\n", " "))
+        assert match, f"{path}: intro does not state the number of questions and points"
+        assert (int(match.group(1)), int(match.group(2))) == (len(questions), sum(q.points for q in questions)), path
+        headings = re.findall(r"## Question (\d+) \((\d+) points?\)", "\n".join(c.source for c in nb.cells))
+        assert [(int(n), int(p)) for n, p in headings] == [(i + 1, q.points) for i, q in enumerate(questions)], path

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["ModelShape", "GPT2_SMALL", "LLAMA_STYLE_8B_MHA", "LLAMA_STYLE_8B_GQA", "kv_cache_bytes",
-           "attention_flops", "dense_flops_per_token", "GIB", "MIB"]
+           "attention_flops", "attention_score_bytes", "dense_flops_per_token", "GIB", "MIB"]
 
 MIB, GIB = 2**20, 2**30
 
@@ -78,6 +78,15 @@ def attention_flops(shape: ModelShape, n_tokens: int) -> int:
     """FLOPs of QK^T and weights@V over a whole sequence: 4 n^2 head_dim n_heads n_layers. Defined in chapter 3."""
     _check_tokens(n_tokens)
     return 4 * n_tokens**2 * shape.head_dim * shape.n_heads * shape.n_layers
+
+
+def attention_score_bytes(shape: ModelShape, n_tokens: int, bytes_per_value: int = 2) -> int:
+    """Memory for one layer's n x n score matrices if they are stored: heads x n^2 x bytes. Defined in chapter 3.
+
+    Fused kernels (FlashAttention, PyTorch's scaled_dot_product_attention on GPUs) avoid storing them.
+    """
+    _check_tokens(n_tokens)
+    return shape.n_heads * n_tokens**2 * bytes_per_value
 
 
 def dense_flops_per_token(shape: ModelShape) -> int:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import causal_mask, scaled_dot_product_attention
+from .attention import causal_mask
 
 __all__ = ["causal_mask", "sliding_window_mask", "elu_feature_map", "linear_attention", "linear_attention_flops",
-           "softmax_attention", "interpolate_positions"]
+           "interpolate_positions"]
 
 
 def _check_n(n, name="n"):
@@ -44,11 +44,6 @@ def sliding_window_mask(n: int, window: int, n_global: int = 0) -> np.ndarray:
     local = (j <= i) & (i - j < window)
     is_global = (j < n_global) | (i < n_global)
     return local | (is_global & (j <= i))
-
-
-def softmax_attention(Q: np.ndarray, K: np.ndarray, V: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """softmax(Q K^T / sqrt(d)) V: ``utils.attention.scaled_dot_product_attention``, for comparison here."""
-    return scaled_dot_product_attention(Q, K, V, mask)
 
 
 def elu_feature_map(x: np.ndarray) -> np.ndarray:

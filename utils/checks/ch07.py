@@ -21,7 +21,8 @@ CONFIGS = [GPTConfig(), GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16,
 @question(QUESTIONS, "q1", "count the parameters", points=2)
 def count_params(fn):
     for config in CONFIGS:
-        expected = GPT(config).num_params(non_embedding=False) if config.n_embd < 1024 else 354_823_168
+        with torch.device("meta"):  # shapes only, no memory: GPT-2 medium would need 1.4 GB
+            expected = GPT(config).num_params(non_embedding=False)
         got = fn(config)
         if got is None:
             raise Fail("returned None: did you forget `return`?")
