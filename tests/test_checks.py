@@ -5,7 +5,7 @@ import pytest
 
 from utils import sampling as R
 from utils import bpe as B
-from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch06, ch07, questions_of
+from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, questions_of
 
 
 def run(check, *args):
@@ -403,3 +403,70 @@ def test_edit_values_rejects_silent_units():
 
     with pytest.raises(ValueError, match="do not fire for this input"):
         edit_values(np.zeros((4, 2)), [0, 1], np.zeros(4), np.ones(2))
+
+
+# --- chapter 8 ----------------------------------------------------------------------------------
+
+def _ch08_train_step(clip=True, zero=True):
+    import torch
+
+    def step(model, optimizer, x, y, grad_clip):
+        _, loss = model(x, y)
+        if zero:
+            optimizer.zero_grad()
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if clip else 1e9)
+        optimizer.step()
+        return loss.item(), float(norm)
+    return step
+
+
+def test_chapter8_reference_passes():
+    import math
+
+    import torch.nn.functional as F
+
+    from utils.pretraining import pack_row, world_tokenizer
+    from utils.tiny_world import World
+    from utils.train import TrainConfig, lr_at
+
+    passes(ch08.make_row, lambda s, bos, n: pack_row(s, bos, n)[:2])
+    passes(ch08.next_token_loss, lambda lg, t: F.cross_entropy(lg.reshape(-1, lg.shape[-1]), t.reshape(-1)))
+    passes(ch08.learning_rate, lambda step, lr, mn, w, n: lr_at(step, TrainConfig(max_steps=n, lr=lr, min_lr=mn,
+                                                                                  warmup_steps=w)))
+    passes(ch08.sentence_entropy, lambda ps, ns: -sum(p * math.log(p) for p in ps) + sum(
+        p * math.log(n) for p, n in zip(ps, ns)))
+    passes(ch08.train_step, _ch08_train_step())
+    passes(ch08.floor_perplexity, math.exp(World(0).entropy_per_token(world_tokenizer().encode_ordinary)))
+
+
+def _row_padded_with_zero(s, bos, n):
+    from utils.pretraining import pack_row
+
+    x, y, _ = pack_row(s, bos, n)
+    return x, [0 if v == -100 else v for v in y]
+
+
+def _loss_over_all_positions(lg, t):
+    import torch
+
+    keep = t != -100
+    nll = -torch.log_softmax(lg, -1).gather(-1, t.clamp(min=0)[..., None])[..., 0]
+    return (nll * keep).sum() / t.numel()
+
+
+@pytest.mark.parametrize("check,wrong,hint", [
+    (ch08.make_row, _row_padded_with_zero, "pad y with -100"),
+    (ch08.make_row, lambda s, bos, n: ([t for x in s for t in x][:n], [t for x in s for t in x][1:n + 1]), "bos"),
+    (ch08.next_token_loss, _loss_over_all_positions, "divided by all positions"),
+    (ch08.next_token_loss, lambda lg, t: _loss_over_all_positions(lg, t) * t.numel(), "that is the sum"),
+    (ch08.learning_rate, lambda step, lr, mn, w, n: lr, "warmup"),
+    (ch08.sentence_entropy, lambda ps, ns: (-sum(p * np.log(p) for p in ps) + sum(
+        p * np.log(n) for p, n in zip(ps, ns))) / np.log(2), "bits"),
+    (ch08.sentence_entropy, lambda ps, ns: -sum(p * np.log(p) for p in ps), "expected log of the number"),
+    (ch08.train_step, _ch08_train_step(zero=False), "zero the gradients"),
+    (ch08.train_step, _ch08_train_step(clip=False), "weights differ"),
+    (ch08.floor_perplexity, 2 ** 0.5529058189428405, "not 2 to it"),
+])
+def test_chapter8_mistakes_get_hints(check, wrong, hint):
+    fails_with(check, hint, wrong)

@@ -105,3 +105,58 @@ def test_addition_known_answer_and_errors():
     assert parse_answer("no number here") is None
     with pytest.raises(ValueError, match="n_digits must be an integer >= 1"):
         addition_example(random.Random(0), 0, steps=False)
+
+
+def test_instruction_pairs_answer_with_true_sentences(world):
+    true = {s for s, _ in world.all_sentences()}
+    rng = random.Random(0)
+    pairs = world.instruction_pairs(rng, 300)
+    assert len(pairs) == 300 and all(answer in true for _, answer in pairs)
+    assert len({q for q, _ in pairs}) > 100 and all(q.endswith("?") for q, _ in pairs)
+    held_in = set(list(world.countries)[:6] + list(world.people)[:20])
+    for question, answer in world.instruction_pairs(rng, 200, subjects=held_in):
+        assert any(s in question and s in answer for s in held_in)
+    with pytest.raises(ValueError, match="no person among the given subjects"):
+        world.instruction_pairs(random.Random(0), 50, subjects=set(world.countries))
+
+
+def test_preference_pairs_follow_the_stated_rule(world):
+    true = {s for s, _ in world.all_sentences()}
+    rng = random.Random(1)
+    reasons = Counter()
+    for _ in range(400):
+        pair = world.preference_pair(rng)
+        reasons[pair["reason"]] += 1
+        assert pair["chosen"] in true and pair["rejected"] not in true and pair["chosen"] != pair["rejected"]
+        if pair["reason"] == "false":  # same sentence shape, one fact changed
+            assert len(pair["rejected"].split()) == len(pair["chosen"].split())
+        else:
+            assert len(pair["rejected"].split()) == 1 and pair["rejected"][:-1] in pair["chosen"]
+    assert 150 < reasons["false"] < 250
+
+
+def test_few_shot_prompts(world):
+    rng = random.Random(2)
+    prompt, answer = world.few_shot_prompt(rng, "capital", 3)
+    lines = prompt.split("\n")
+    assert len(lines) == 4 and lines[-1].endswith(" ->")
+    for line in lines[:-1]:
+        country, capital = line.split(" -> ")
+        assert world.countries[country]["capital"] == capital
+    assert answer == " " + world.countries[lines[-1][:-3]]["capital"]
+    assert world.few_shot_prompt(rng, "job", 0)[0].count("\n") == 0
+    wrong = [world.few_shot_prompt(random.Random(i), "capital", 5, wrong_labels=True)[0] for i in range(20)]
+    mismatched = sum(world.countries[c]["capital"] != v for p in wrong for c, v in
+                     (line.split(" -> ") for line in p.split("\n")[:-1]))
+    assert mismatched == 100  # every example is wrong: capitals are unique
+    with pytest.raises(ValueError, match="relation must be one of"):
+        world.few_shot_prompt(rng, "age", 2)
+    with pytest.raises(ValueError, match="n_shots must be an integer in"):
+        world.few_shot_prompt(rng, "capital", 12)
+
+
+def test_copy_documents(world):
+    listed, copied = world.copy_document(random.Random(3), 4)
+    assert listed.endswith(" =") and listed[:-2].split() == copied.split() and len(copied.split()) == 4
+    with pytest.raises(ValueError, match="n_names"):
+        world.copy_document(random.Random(3), 0)

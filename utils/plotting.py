@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["use_course_style", "plot_distribution", "COLORS"]
+__all__ = ["use_course_style", "plot_distribution", "plot_training", "COLORS"]
 
 #: Colour-blind-safe palette (Okabe & Ito 2008), used in this order across the course.
 COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -65,3 +65,37 @@ def plot_distribution(tokens: Sequence[str], probs, ax=None, title: str | None =
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_training(history, floor: float | None = None, axes=None, title: str = "Training"):
+    """Two panels from a ``utils.train`` history: loss (train and validation, with the entropy floor
+    if given) and perplexity = exp(loss), both against the step. Returns the two Axes. Defined in chapter 8.
+    """
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker as mpl_ticker
+
+    if not history.steps:
+        raise ValueError("the history is empty: train for at least one step first")
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    steps = np.asarray(history.steps) + 1
+    for ax, transform, label in ((axes[0], lambda v: np.asarray(v), "loss (nats/token)"),
+                                 (axes[1], lambda v: np.exp(v), "perplexity")):
+        ax.plot(steps, transform(history.train_loss), color=COLORS[0], alpha=0.6, lw=1, label="train (one batch)")
+        if history.eval_steps:
+            ax.plot(history.eval_steps, transform(history.eval_loss), "o-", color=COLORS[1], label="validation")
+        if floor is not None:
+            ax.axhline(float(transform(floor)), color=COLORS[7], ls="--", lw=1.2, label="entropy floor")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(mpl_ticker.FormatStrFormatter("%g"))
+        low, high = ax.get_ylim()
+        if high / low < 30:  # label the minor ticks only when there are few of them
+            ax.yaxis.set_minor_formatter(mpl_ticker.FormatStrFormatter("%g"))
+        else:
+            ax.yaxis.set_minor_formatter(mpl_ticker.NullFormatter())
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+    axes[0].set_title(f"{title}: loss")
+    axes[1].set_title(f"{title}: perplexity")
+    axes[0].legend()
+    return axes

@@ -20,8 +20,10 @@ number of tokens (``entropy_per_token``). Chapter 8 compares a trained model's l
 
 Same seed, same world and same text on every machine (Python's ``random.Random``, no hashing).
 ``addition_example`` writes multi-digit additions with or without the column-by-column steps
-(chapters 11 and 13). Deliberately left out, for the issues that need them: instruction/response
-and preference pairs (chapters 9 and 10) and few-shot pattern tasks (chapter 12).
+(chapters 11 and 13). ``World.instruction_pairs`` asks questions about the facts and answers
+them (chapter 9), ``World.preference_pair`` writes two answers and says which one a stated rule
+prefers (chapter 10), and ``World.few_shot_prompt`` states a relation only through examples
+(chapter 12).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["TEMPLATES", "World", "DOC_SEPARATOR", "addition_example", "parse_answer"]
+__all__ = ["TEMPLATES", "QUESTIONS", "RELATIONS", "PREFERENCE_RULE", "World", "DOC_SEPARATOR", "addition_example",
+           "parse_answer"]
 
 #: (template, probability, subject kind). Every template starts with different words, so no two
 #: templates can produce the same sentence.
@@ -41,6 +44,23 @@ TEMPLATES: list[tuple[str, float, str]] = [
     ("{person} lives in {home}.", 0.15, "person"),
     ("Ask {person} and you learn that {pronoun} is {age}.", 0.15, "person"),
 ]
+#: Questions about each fact, and the template (index into TEMPLATES) whose sentence answers them.
+QUESTIONS: list[tuple[str, int]] = [
+    ("What is the capital of {country}?", 0),
+    ("What does {country} export?", 1),
+    ("What is the job of {person}?", 2),
+    ("Where does {person} live?", 3),
+    ("How old is {person}?", 4),
+]
+#: Relations for few-shot prompts: name -> (subject kind, attribute).
+RELATIONS: dict[str, tuple[str, str]] = {
+    "capital": ("country", "capital"),
+    "export": ("country", "export"),
+    "job": ("person", "job"),
+    "home": ("person", "home"),
+}
+PREFERENCE_RULE = ("The preferred answer is true in the world and is a complete sentence; the other answer "
+                   "states a false fact, or gives the fact as a bare word without a sentence.")
 DOC_SEPARATOR = "\n"  # between sentences; documents are joined with a blank line
 
 _SYLLABLES = ["ka", "lo", "mi", "ra", "ten", "vo", "su", "bel", "dor", "fen", "gri", "hal", "jun", "ko", "nar",
@@ -124,6 +144,83 @@ class World:
         """``n_documents`` documents; the same seed gives the same text."""
         rng = random.Random(seed)
         return [self.document(rng, n_sentences) for _ in range(n_documents)]
+
+    def facts(self, kind: str, subject: str) -> dict:
+        return self.countries[subject] if kind == "country" else self.people[subject]
+
+    # -- instructions, preferences and few-shot prompts (chapters 9, 10, 12) ----------------------
+    def instruction_pairs(self, rng: random.Random, n: int, subjects: set | None = None) -> list[tuple[str, str]]:
+        """``n`` (question, answer) pairs; the answer is the world's sentence for that fact.
+
+        ``subjects`` restricts the questions to those subjects (to hold some out), e.g.
+        ("How old is Zanlo?", "Ask Zanlo and you learn that he is 47.").
+        """
+        out = []
+        while len(out) < n:
+            question, t = rng.choice(QUESTIONS)
+            kind = TEMPLATES[t][2]
+            pool = [s for s in self.subjects(kind) if subjects is None or s in subjects]
+            if not pool:
+                raise ValueError(f"no {kind} among the given subjects; pass subjects of both kinds or None")
+            subject = rng.choice(pool)
+            out.append((question.format(**{kind: subject}), self.render(t, subject)))
+        return out
+
+    def preference_pair(self, rng: random.Random) -> dict:
+        """A question with a preferred and a rejected answer under ``PREFERENCE_RULE``.
+
+        The rejected answer is either the same sentence with a false fact (``reason="false"``) or
+        the true fact as a bare word (``reason="bare"``), with equal probability.
+        """
+        question, t = rng.choice(QUESTIONS)
+        template, _, kind = TEMPLATES[t]
+        subject = rng.choice(self.subjects(kind))
+        slot = {0: "capital", 1: "export", 2: "job", 3: "home", 4: "age"}[t]
+        true = self.facts(kind, subject)
+        chosen = self.render(t, subject)
+        if rng.random() < 0.5:
+            values = sorted({str(self.facts(kind, k)[slot]) for k in self.subjects(kind)} - {str(true[slot])})
+            wrong = rng.choice(values)
+            fill = {**true, slot: wrong, kind: subject}
+            rejected, reason = template.format(**fill), "false"
+        else:
+            rejected, reason = f"{true[slot]}.", "bare"
+        return {"prompt": question.format(**{kind: subject}), "chosen": chosen, "rejected": rejected, "reason": reason}
+
+    def few_shot_prompt(self, rng: random.Random, relation: str, n_shots: int,
+                        wrong_labels: bool = False) -> tuple[str, str]:
+        """(prompt, answer): ``n_shots`` lines "subject -> value" of one relation, then a query.
+
+        The relation is never named; only the examples show it. ``wrong_labels=True`` gives each
+        example the value of a random other subject (Min et al., 2022 test this on large models).
+        Example (capital, 2 shots): "Kalo -> Kaloville\nVengri -> Rafenrisville\nQuo ->", " Quoville"
+        """
+        if relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {sorted(RELATIONS)}, got {relation!r}")
+        kind, attribute = RELATIONS[relation]
+        pool = self.subjects(kind)
+        if not isinstance(n_shots, int) or not 0 <= n_shots < len(pool):
+            raise ValueError(f"n_shots must be an integer in [0, {len(pool) - 1}], got {n_shots!r}")
+        chosen = rng.sample(pool, n_shots + 1)
+        lines = []
+        for subject in chosen[:-1]:
+            source = rng.choice([s for s in pool if s != subject]) if wrong_labels else subject
+            lines.append(f"{subject} -> {self.facts(kind, source)[attribute]}")
+        query = chosen[-1]
+        lines.append(f"{query} ->")
+        return "\n".join(lines), f" {self.facts(kind, query)[attribute]}"
+
+    def copy_document(self, rng: random.Random, n_names: int) -> tuple[str, str]:
+        """(list, copy): ``n_names`` random people's names, then " =" and the same names again.
+
+        The copy is fully determined by the list, so a model can predict it only by looking back
+        as far as the list is long (chapter 8's context-length experiment; induction heads in
+        chapter 12). Example: ("Zanlo Vogri =", " Zanlo Vogri\n").
+        """
+        if not isinstance(n_names, int) or n_names < 1:
+            raise ValueError(f"n_names must be an integer >= 1, got {n_names!r}")
+        names = [rng.choice(list(self.people)) for _ in range(n_names)]
+        return " ".join(names) + " =", " " + " ".join(names) + "\n"
 
     # -- entropy ---------------------------------------------------------------------------------
     def entropy_per_sentence(self) -> float:
