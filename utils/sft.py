@@ -1,0 +1,120 @@
+"""Supervised fine-tuning on the tiny world: the chat template and the loss mask (chapter 9).
+
+    ids, mask = encode_chat(tok, "How old is Vogri?", "Ask Vogri and you learn that he is 56.")
+    x, y = collate([(ids, mask), ...], block_size=64, pad_id=eot)   # -100 wherever mask is False
+
+The template wraps a question and an answer in the world tokenizer's special tokens:
+
+    <|endoftext|><|user|>How old is Vogri?\\n<|assistant|>Ask Vogri and you learn that he is 56.\\n<|endoftext|>
+
+Only the answer and the final ``<|endoftext|>`` carry loss: the model should learn to write
+answers (and to stop), not to predict the user's questions. Chapter 9 fine-tunes the reference
+model (``utils.pretraining.load_reference``) this way and scores it on questions about people
+it saw in pretraining but never in fine-tuning.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from .bpe import BPETokenizer
+from .tiny_world import World
+
+__all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "split_subjects"]
+
+
+def chat_prompt(question: str) -> str:
+    """The text the model sees before it answers. Defined in chapter 9."""
+    return f"<|endoftext|><|user|>{question}\n<|assistant|>"
+
+
+def encode_chat(tokenizer: BPETokenizer, question: str, answer: str) -> tuple[list[int], list[bool]]:
+    """Token ids of one exchange, and for each id whether predicting it carries loss. Defined in chapter 9.
+
+    ``mask[i]`` says whether token i is a target: True for the answer's tokens and the closing
+    ``<|endoftext|>``, False for the template and the question.
+    """
+    if not question.strip() or not answer.strip():
+        raise ValueError(f"question and answer must not be empty, got {question!r} and {answer!r}")
+    prompt = tokenizer.encode(chat_prompt(question), allowed_special="all")
+    reply = tokenizer.encode_ordinary(answer + "\n") + [tokenizer.special_tokens["<|endoftext|>"]]
+    return prompt + reply, [False] * len(prompt) + [True] * len(reply)
+
+
+def collate(examples: list[tuple[list[int], list[bool]]], block_size: int, pad_id: int):
+    """(x, y) of shape (B, block_size): y is the next token where it carries loss, else -100.
+
+    Raises if an example is longer than ``block_size`` + 1 or if the batch has no target at all
+    (a batch of prompts only would give a NaN loss). Defined in chapter 9.
+    """
+    if not examples:
+        raise ValueError("examples must not be empty")
+    x = torch.full((len(examples), block_size), pad_id, dtype=torch.long)
+    y = torch.full((len(examples), block_size), -100, dtype=torch.long)
+    for row, (ids, mask) in enumerate(examples):
+        if len(ids) != len(mask):
+            raise ValueError(f"example {row}: {len(ids)} ids but {len(mask)} mask values")
+        if len(ids) - 1 > block_size:
+            raise ValueError(f"example {row} has {len(ids)} tokens, more than block_size + 1 = {block_size + 1}")
+        n = len(ids) - 1
+        x[row, :n] = torch.tensor(ids[:-1])
+        targets = torch.tensor(ids[1:])
+        y[row, :n] = torch.where(torch.tensor(mask[1:]), targets, torch.tensor(-100))
+    if bool((y == -100).all()):
+        raise ValueError("the batch has no response tokens: every target is masked, so the loss would be NaN")
+    return x, y
+
+
+def split_subjects(world: World, held_out_fraction: float = 0.5, seed: int = 0) -> tuple[set, set]:
+    """(fine-tuning subjects, held-out subjects): a seeded split of the countries and of the people."""
+    if not 0 < held_out_fraction < 1:
+        raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
+    rng = random.Random(seed)
+    train, held = set(), set()
+    for names in (list(world.countries), list(world.people)):
+        names = names[:]
+        rng.shuffle(names)
+        k = max(1, round(len(names) * held_out_fraction))
+        held.update(names[:k])
+        train.update(names[k:])
+    return train, held
+
+
+class SFTBatches:
+    """Deterministic batches of chat exchanges about ``subjects`` (chapter 9)."""
+
+    SEEDS = {"train": 31, "val": 32}
+
+    def __init__(self, world: World, tokenizer: BPETokenizer, subjects: set, block_size: int, batch_size: int):
+        self.world, self.tokenizer, self.subjects = world, tokenizer, subjects
+        self.block_size, self.batch_size = block_size, batch_size
+        self.pad = tokenizer.special_tokens["<|endoftext|>"]
+
+    def get_batch(self, split: str, step: int):
+        if split not in self.SEEDS:
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        rng = random.Random(self.SEEDS[split] * 7_919_993 + step)
+        pairs = self.world.instruction_pairs(rng, self.batch_size, subjects=self.subjects)
+        return collate([encode_chat(self.tokenizer, q, a) for q, a in pairs], self.block_size, self.pad)
+
+
+@torch.no_grad()
+def answer(model, tokenizer: BPETokenizer, question: str, max_new_tokens: int = 24, **sampling) -> str:
+    """The model's reply to ``question`` in the chat template, up to its first newline or
+    ``<|endoftext|>``; greedy unless sampling settings are given. Defined in chapter 9."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([tokenizer.encode(chat_prompt(question), allowed_special="all")], device=device)
+    settings = sampling or {"greedy": True}
+    out = model.generate(ids, max_new_tokens, **settings)[0, ids.shape[1]:].tolist()
+    eot = tokenizer.special_tokens["<|endoftext|>"]
+    out = out[: out.index(eot)] if eot in out else out
+    return tokenizer.decode(out).split("\n")[0]
+
+
+def answer_accuracy(model, tokenizer: BPETokenizer, world: World, questions: list[tuple[str, str]]) -> float:
+    """Share of questions whose greedy answer is exactly the world's sentence. Defined in chapter 9."""
+    if not questions:
+        raise ValueError("questions must not be empty")
+    return sum(answer(model, tokenizer, q) == a for q, a in questions) / len(questions)
