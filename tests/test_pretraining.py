@@ -2,6 +2,7 @@
 
 import math
 import random
+from collections import Counter
 
 import pytest
 import torch
@@ -13,14 +14,17 @@ from utils.pretraining import (
     evaluate_reference,
     exact_cross_entropy,
     fact_accuracy,
+    gap_breakdown,
     load_reference,
     pack_row,
     per_position_loss,
     sentence_losses,
+    template_probabilities,
     train_world_tokenizer,
+    true_token_surprisal,
     world_tokenizer,
 )
-from utils.tiny_world import World
+from utils.tiny_world import TEMPLATES, World
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +62,9 @@ def test_pack_row_example_and_shift():
 
 
 def test_world_batches_hold_whole_sentences_and_are_deterministic(world, tok):
-    data = WorldBatches(world, tok, block_size=64, batch_size=8)
+    data = WorldBatches(world, tok, sentences_per_row=5, batch_size=8)
     x, y = data.get_batch("train", 5)
-    assert x.shape == y.shape == (8, 64) and (x[:, 0] == data.bos).all()
+    assert x.shape == y.shape and x.shape[0] == 8 and x.shape[1] <= data.max_tokens and (x[:, 0] == data.bos).all()
     assert torch.equal(x, data.get_batch("train", 5)[0]) and not torch.equal(x, data.get_batch("train", 6)[0])
     assert not torch.equal(x, data.get_batch("val", 5)[0])
     true = {s for s, _ in world.all_sentences()}
@@ -69,17 +73,38 @@ def test_world_batches_hold_whole_sentences_and_are_deterministic(world, tok):
         n = int(keep.sum())
         assert keep[:n].all() and torch.equal(row_x[1:n], row_y[: n - 1])  # y is x shifted left
         text = tok.decode(row_y[keep].tolist())
-        assert text.endswith("\n") and all(s in true for s in text[:-1].split("\n"))
-    with pytest.raises(ValueError, match="block_size must be >= "):
-        WorldBatches(world, tok, block_size=8, batch_size=2)
+        lines = text[:-1].split("\n")
+        assert text.endswith("\n") and len(lines) == 5 and all(s in true for s in lines)
+    with pytest.raises(ValueError, match="sentences_per_row must be an integer >= 1"):
+        WorldBatches(world, tok, sentences_per_row=0, batch_size=2)
     with pytest.raises(ValueError, match="split must be"):
         data.get_batch("test", 0)
+
+
+def test_rows_are_unbiased_at_every_place(world, tok):
+    """Template frequencies are the world's at the start and at the end of a row (a "fill while it
+    fits" packer fails this: long sentences pile up at the start of rows)."""
+    data = WorldBatches(world, tok, sentences_per_row=6, batch_size=32)
+    first_words = {t.split()[0]: p for t, p, _ in TEMPLATES if not t.startswith("{")}
+    counts = {"first": Counter(), "last": Counter()}
+    n = 0
+    for step in range(60):
+        _, y = data.get_batch("train", step)
+        for row in y:
+            lines = tok.decode(row[row != -100].tolist())[:-1].split("\n")
+            counts["first"][lines[0].split()[0]] += 1
+            counts["last"][lines[-1].split()[0]] += 1
+            n += 1
+    for place in counts:
+        for word, p in first_words.items():  # "The capital ..." (0.30) and "Ask ..." (0.15)
+            se = math.sqrt(p * (1 - p) / n)
+            assert abs(counts[place][word] / n - p) < 5 * se, (place, word, counts[place][word] / n, p)
 
 
 def test_batches_have_the_floor_as_their_true_loss(world, tok):
     """The true model's loss on the batches is the floor: the pipeline neither drops nor adds information."""
     probs = dict(world.all_sentences())
-    data = WorldBatches(world, tok, block_size=64, batch_size=32)
+    data = WorldBatches(world, tok, sentences_per_row=6, batch_size=32)
     nats, tokens, per_row = 0.0, 0, []
     for step in range(40):
         _, y = data.get_batch("train", step)
@@ -119,6 +144,12 @@ def test_exact_cross_entropy_is_never_below_the_floor(world, tok):
     contexts = ["\n".join(world.corpus(1, seed=i, n_sentences=3)) + "\n" for i in range(2)]
     ce = exact_cross_entropy(reference, world, tok, contexts)
     assert floor <= ce < 1.02 * floor
+    gap = gap_breakdown(reference, world, tok, contexts)  # its two parts add up to the whole gap
+    assert gap["certain"] + gap["uncertain"] == pytest.approx(ce - floor, abs=1e-6)
+    assert 0.5 < gap["share_certain"] < 0.9
+    assert sum(template_probabilities(reference, world, tok, contexts[0])) <= 1 + 1e-6
+    surprisal = true_token_surprisal(world, tok)  # exact token-level truth adds up to the sentence entropy
+    assert sum(p * sum(surprisal[s]) for s, p in world.all_sentences()) == pytest.approx(world.entropy_per_sentence())
 
 
 def test_reference_model_reproduces_its_record(world, tok):

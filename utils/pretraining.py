@@ -1,24 +1,24 @@
 """Pretraining on the tiny world: tokenizer, batches, the entropy floor and the reference model (chapter 8).
 
     tok = world_tokenizer()                              # 512-token BPE of the world's text (shipped)
-    data = WorldBatches(World(0), tok, block_size=64, batch_size=32)
+    data = WorldBatches(World(0), tok, sentences_per_row=6, batch_size=32)
     trainer = Trainer(GPT(config), TrainConfig(...), data.get_batch)   # utils.train
     model, info = load_reference()                       # the course's stored checkpoint (chapters 9-13)
 
 Batches. Every row starts with ``<|endoftext|>`` (the "beginning of text" a model predicts the
-first sentence from) and then holds whole sentences, each followed by a newline; the rest of
-the row is padding whose targets are -100, so it costs no loss. A sentence that does not fit
-starts the next row. Sentences are drawn i.i.d. from the world, so a row's loss, averaged
-over many rows, estimates exactly the quantity the entropy floor bounds. ``get_batch(split,
-step)`` is a pure function of its arguments: "train" and "val" come from different seeds,
-and every step gets fresh sentences (the model never sees the same batch twice).
+first sentence from) and then holds a fixed number of whole sentences, each followed by a
+newline; the rest of the row is padding whose targets are -100, so it costs no loss. Sentences
+are drawn i.i.d. from the world and every one is scored, so a row's loss, averaged over many
+rows, estimates exactly the quantity the entropy floor bounds. ``get_batch(split, step)`` is a
+pure function of its arguments: "train" and "val" come from different seeds, and every step
+gets fresh sentences (the model never sees the same batch twice).
 
 Tokenizer. The world tokenizer is chapter 2's BPE trained on the world's own text, with
 GPT-2's pre-split pattern except that digits are split one by one (as Llama does), so that the
 arithmetic of chapters 11 and 13 sees one token per digit.
 
 Reference model. ``python -m utils.pretraining`` trains ``REFERENCE_CONFIG`` for
-``REFERENCE_TRAIN`` steps deterministically on the CPU (about 3 minutes on 2 cores) and writes
+``REFERENCE_TRAIN`` steps deterministically on the CPU (a few minutes on 2 cores) and writes
 ``utils/data/reference_model.pt`` with its evaluation loss; ``--check`` only re-evaluates.
 """
 
@@ -43,7 +43,7 @@ from .tiny_world import TEMPLATES, World, addition_example
 from .train import Trainer, TrainConfig
 
 __all__ = ["WORLD_PATTERN", "SPECIAL_TOKENS", "train_world_tokenizer", "world_tokenizer", "pack_row", "WorldBatches",
-           "CopyBatches", "token_losses", "sentence_losses", "true_token_surprisal", "gap_breakdown", "exact_cross_entropy", "loss_by_template", "fact_accuracy", "REFERENCE_CONFIG", "REFERENCE_TRAIN", "REFERENCE_DATA",
+           "CopyBatches", "token_losses", "sentence_losses", "true_token_surprisal", "gap_breakdown", "template_probabilities", "exact_cross_entropy", "loss_by_template", "fact_accuracy", "REFERENCE_CONFIG", "REFERENCE_TRAIN", "REFERENCE_DATA",
            "load_reference", "train_reference", "per_position_loss"]
 
 #: GPT-2's pattern (utils.bpe.GPT2_PATTERN) with ``\p{N}`` instead of `` ?\p{N}+``: one token per digit.
@@ -95,35 +95,41 @@ def pack_row(sentences: list[list[int]], bos: int, block_size: int) -> tuple[lis
 
 
 class WorldBatches:
-    """Deterministic batches of whole world sentences for ``utils.train.Trainer``. Defined in chapter 8."""
+    """Deterministic batches of world sentences for ``utils.train.Trainer``. Defined in chapter 8.
+
+    Every row is ``<|endoftext|>`` followed by exactly ``sentences_per_row`` sentences, all of
+    which carry loss; rows are padded (targets -100) to the longest row of the batch. The number
+    of sentences is fixed in advance, never chosen by whether a sentence fits: a rule like "add
+    sentences while they fit" makes long sentences more likely at the start of a row and lets a
+    model that counts positions beat the entropy floor, so the floor would no longer be a floor.
+    ``max_tokens`` is the longest row possible, the ``block_size`` a model needs.
+    """
 
     SEEDS = {"train": 1, "val": 2}
 
-    def __init__(self, world: World, tokenizer: BPETokenizer, block_size: int, batch_size: int, seed: int = 0):
-        longest = max(len(tokenizer.encode_ordinary(s + "\n")) for s, _ in world.all_sentences())
-        if block_size < longest:
-            raise ValueError(f"block_size must be >= {longest}, the longest sentence in tokens, got {block_size}")
+    def __init__(self, world: World, tokenizer: BPETokenizer, sentences_per_row: int, batch_size: int,
+                 seed: int = 0):
+        if not isinstance(sentences_per_row, int) or sentences_per_row < 1:
+            raise ValueError(f"sentences_per_row must be an integer >= 1, got {sentences_per_row!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.world, self.tokenizer = world, tokenizer
-        self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
+        self.sentences_per_row, self.batch_size, self.seed = sentences_per_row, batch_size, seed
         self.bos = tokenizer.special_tokens["<|endoftext|>"]
         self._ids = {s: tokenizer.encode_ordinary(s + "\n") for s, _ in world.all_sentences()}
+        self.max_tokens = sentences_per_row * max(map(len, self._ids.values()))
 
     def get_batch(self, split: str, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x, y), each (batch_size, block_size) int64; y is x shifted left by one, -100 on padding."""
+        """(x, y), each (batch_size, width) int64 with width <= max_tokens; y is x shifted left, -100 on padding."""
         if split not in self.SEEDS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         rng = random.Random(self.seed * 1_000_003 + self.SEEDS[split] * 7_919_993 + step)
-        xs, ys, pending = [], [], []
-        for _ in range(self.batch_size):
-            while sum(map(len, pending)) <= self.block_size:  # enough sentences to fill a row
-                pending.append(self._ids[self.world.sample_sentence(rng)])
-            x, y, n_used = pack_row(pending, self.bos, self.block_size)
-            xs.append(x)
-            ys.append(y)
-            pending = pending[n_used:]  # a sentence that did not fit starts the next row
-        return torch.tensor(xs), torch.tensor(ys)
+        rows = [[self._ids[self.world.sample_sentence(rng)] for _ in range(self.sentences_per_row)]
+                for _ in range(self.batch_size)]
+        width = max(sum(map(len, row)) for row in rows)
+        packed = [pack_row(row, self.bos, width) for row in rows]
+        assert all(n == self.sentences_per_row for _, _, n in packed)
+        return torch.tensor([x for x, _, _ in packed]), torch.tensor([y for _, y, _ in packed])
 
 
 class CopyBatches:
@@ -213,23 +219,36 @@ def true_token_surprisal(world: World, tokenizer: BPETokenizer) -> dict[str, lis
             for s, _ in sentences}
 
 
-def gap_breakdown(model: GPT, world: World, tokenizer: BPETokenizer, context: str = "") -> dict:
+def gap_breakdown(model: GPT, world: World, tokenizer: BPETokenizer, contexts: list[str] = ("",)) -> dict:
     """Split the model's exact excess loss per token over the floor into certain and uncertain tokens.
 
     Certain tokens (true surprisal 0: facts, the rest of a name, punctuation) have a floor of 0;
     uncertain ones (which template, which subject) carry the whole entropy. Returns nats/token
-    (expected over the world's sentences) and the share of tokens that are certain. Defined in chapter 8.
+    (expected over the world's sentences, averaged over ``contexts``) and the share of tokens
+    that are certain; "certain" + "uncertain" equals ``exact_cross_entropy`` minus the floor
+    for the same contexts. Defined in chapter 8.
     """
     sentences = world.all_sentences()
     true = true_token_surprisal(world, tokenizer)
-    ours = token_losses(model, tokenizer, [s for s, _ in sentences], context)
     tokens = sum(p * len(true[s]) for s, p in sentences)
     out = {"certain": 0.0, "uncertain": 0.0, "share_certain": 0.0}
-    for (s, p), q in zip(sentences, ours):
-        for t_true, t_model in zip(true[s], q):
-            key = "certain" if t_true < 1e-12 else "uncertain"
-            out[key] += p * (t_model - t_true) / tokens
-            out["share_certain"] += p * (t_true < 1e-12) / tokens
+    for context in contexts:
+        ours = token_losses(model, tokenizer, [s for s, _ in sentences], context)
+        for (s, p), q in zip(sentences, ours):
+            for t_true, t_model in zip(true[s], q):
+                key = "certain" if t_true < 1e-12 else "uncertain"
+                out[key] += p * (t_model - t_true) / tokens / len(contexts)
+    out["share_certain"] = sum(p * sum(t < 1e-12 for t in true[s]) for s, p in sentences) / tokens
+    return out
+
+
+def template_probabilities(model: GPT, world: World, tokenizer: BPETokenizer, context: str = "") -> list[float]:
+    """The model's probability of each template as the next sentence: the sum of q(sentence) over
+    its subjects (compare with ``TEMPLATES``' probabilities). Defined in chapter 8."""
+    out = []
+    for t, (_, _, kind) in enumerate(TEMPLATES):
+        losses = sentence_losses(model, tokenizer, [world.render(t, s) for s in world.subjects(kind)], context)
+        out.append(torch.exp(-losses.double()).sum().item())
     return out
 
 
@@ -306,12 +325,14 @@ def per_position_loss(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 # --- the reference model ---------------------------------------------------------------------
 
-REFERENCE_CONFIG = GPTConfig(block_size=128, vocab_size=WORLD_VOCAB_SIZE, n_layer=4, n_head=4, n_embd=128)
+REFERENCE_CONFIG = GPTConfig(block_size=256, vocab_size=WORLD_VOCAB_SIZE, n_layer=4, n_head=4, n_embd=128)
+REFERENCE_SENTENCES_PER_ROW = 14  # about 119 tokens a row on average, at most 238
 REFERENCE_TRAIN = TrainConfig(max_steps=800, lr=3e-3, min_lr=3e-4, warmup_steps=40, eval_every=100, eval_batches=16)
 REFERENCE_BATCH_SIZE = 32
 REFERENCE_SEED = 0
 REFERENCE_FILE = "reference_model.pt"
-REFERENCE_DATA = dict(world_seed=0, batch_size=REFERENCE_BATCH_SIZE, data_seed=REFERENCE_SEED)
+REFERENCE_DATA = dict(world_seed=0, batch_size=REFERENCE_BATCH_SIZE, data_seed=REFERENCE_SEED,
+                      sentences_per_row=REFERENCE_SENTENCES_PER_ROW)
 
 
 def _data_dir() -> Path:
@@ -319,7 +340,7 @@ def _data_dir() -> Path:
 
 
 def reference_batches() -> WorldBatches:
-    return WorldBatches(World(REFERENCE_DATA["world_seed"]), world_tokenizer(), REFERENCE_CONFIG.block_size,
+    return WorldBatches(World(REFERENCE_DATA["world_seed"]), world_tokenizer(), REFERENCE_DATA["sentences_per_row"],
                         REFERENCE_DATA["batch_size"], seed=REFERENCE_DATA["data_seed"])
 
 

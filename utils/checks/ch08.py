@@ -26,7 +26,8 @@ QUESTIONS: dict = {}
 @question(QUESTIONS, "q1", "pack sentences into a training row", points=2)
 def make_row(fn):
     cases = [([[5, 6, 1], [7, 1], [8, 8, 1]], 0, 6), ([[5, 6, 1], [7, 1]], 0, 5), ([[3, 1]], 9, 8),
-             ([[4, 4, 4, 1], [2, 1], [3, 3, 1], [6, 1]], 0, 10)]
+             ([[4, 4, 4, 1], [2, 1], [3, 3, 1], [6, 1]], 0, 10),
+             ([[4, 4, 1], [5, 5, 5, 5, 1], [2, 1]], 0, 6)]  # stop at the first sentence that does not fit
     for sentences, bos, block_size in cases:
         x, y, _ = pack_row(sentences, bos, block_size)
         got = fn([list(s) for s in sentences], bos, block_size)
@@ -135,7 +136,7 @@ def train_step(fn):
                        "clip_grad_norm_ returns (the norm before clipping)")
         same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(model.parameters(), ref.parameters()))
         if not same:
-            raise Fail(f"step {step + 1}: the weights differ from the reference; order: zero_grad, forward, backward, "
+            raise Fail(f"step {step + 1}: the weights differ from the reference; order: forward, zero_grad, backward, "
                        "clip_grad_norm_, optimizer.step()")
     return "zero_grad, forward, backward, clip, step"
 
