@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from _throughput import print_race, race
 from utils.device import get_device
 from utils.model import GPT, GPTConfig
 
@@ -64,18 +65,8 @@ def training(device, steps=5, batch=8, seq=256):
         loss.backward()
         opt.step()
 
-    results = {}
-    for name, model, step in [("ours", ours, step_ours), ("transformers", hf, step_hf)] * 2:  # interleaved, twice
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        step(opt)  # warm-up
-        t, _ = timed(lambda: [step(opt) for _ in range(steps)], device)
-        results.setdefault(name, []).append(batch * seq * steps / t)
-    best = {k: max(v) for k, v in results.items()}
-    print(f"training, batch {batch} x {seq} tokens, AdamW, fp32 on {device.type}:")
-    for name, tps in best.items():
-        print(f"  {name:<13} {tps:9,.0f} tokens/s")
-    print(f"  ratio ours / transformers: {best['ours'] / best['transformers']:.2f}")
-
+    best = race({"ours": (ours, step_ours), "transformers": (hf, step_hf)}, batch * seq, steps, device)
+    print_race(best, f"training, batch {batch} x {seq} tokens, AdamW, fp32 on {device.type}:")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

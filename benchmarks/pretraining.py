@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from _throughput import print_race, race
 from utils.device import get_device, seed_everything
 from utils.model import GPT, GPTConfig
 from utils.pretraining import REFERENCE_CONFIG, WorldBatches, exact_cross_entropy, world_tokenizer
@@ -74,23 +75,9 @@ def throughput(device, steps=10, batch=32):
         torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
         opt.step()
 
-    results = {}
-    for name, model, step in [("ours", ours, step_ours), ("transformers", hf, step_hf)] * 2:  # interleaved, twice
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        step(opt)  # warm-up
-        start = time.perf_counter()
-        for _ in range(steps):
-            step(opt)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        results.setdefault(name, []).append(x.numel() * steps / (time.perf_counter() - start))
-    best = {k: max(v) for k, v in results.items()}
-    print(f"training step at the reference size ({c.n_layer} layers, width {c.n_embd}, vocabulary {c.vocab_size}, "
-          f"batch {batch} x {x.shape[1]}), AdamW + clipping, fp32 on {device.type}:")
-    for name, tps in best.items():
-        print(f"  {name:<13} {tps:9,.0f} tokens/s")
-    print(f"  ratio ours / transformers: {best['ours'] / best['transformers']:.2f}")
-
+    best = race({"ours": (ours, step_ours), "transformers": (hf, step_hf)}, x.numel(), steps, device)
+    print_race(best, f"training step at the reference size ({c.n_layer} layers, width {c.n_embd}, vocabulary "
+                     f"{c.vocab_size}, batch {batch} x {x.shape[1]}), AdamW + clipping, fp32 on {device.type}:")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
