@@ -9,34 +9,40 @@ the floor. Prints figures; asserts nothing.
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 
 from _throughput import print_race, race
 from utils.device import get_device, seed_everything
-from utils.model import GPT, GPTConfig
-from utils.pretraining import REFERENCE_CONFIG, WorldBatches, exact_cross_entropy, world_tokenizer
+from utils.model import GPT
+from utils.pretraining import (
+    REFERENCE_CONFIG,
+    SMALL_CONFIG,
+    SMALL_SENTENCES_PER_ROW,
+    SMALL_TRAIN,
+    WorldBatches,
+    exact_cross_entropy,
+    world_contexts,
+    world_tokenizer,
+)
 from utils.tiny_world import World
-from utils.train import Trainer, TrainConfig
+from utils.train import Trainer
 
-CHAPTER_MODEL = dict(block_size=128, n_layer=2, n_head=4, n_embd=128)  # chapter 8, section 8.4
-SENTENCES_PER_ROW = 6
-CHAPTER_TRAIN = dict(lr=3e-3, min_lr=3e-4, warmup_steps=30, eval_every=50, eval_batches=8)
 
 
 def chapter_run(device, steps):
     world, tok = World(0), world_tokenizer()
     floor = world.entropy_per_token(tok.encode_ordinary)
-    data = WorldBatches(world, tok, sentences_per_row=SENTENCES_PER_ROW, batch_size=32)
+    data = WorldBatches(world, tok, sentences_per_row=SMALL_SENTENCES_PER_ROW, batch_size=32)
     seed_everything(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, **CHAPTER_MODEL)).to(device)
-    trainer = Trainer(model, TrainConfig(max_steps=steps, **CHAPTER_TRAIN), data.get_batch)
+    model = GPT(SMALL_CONFIG).to(device)
+    trainer = Trainer(model, replace(SMALL_TRAIN, max_steps=steps), data.get_batch)
     start = time.perf_counter()
     history = trainer.fit(progress=False)
     seconds = time.perf_counter() - start
     tokens = sum(int((data.get_batch("train", s)[1] != -100).sum()) for s in range(steps))
-    contexts = ["\n".join(world.corpus(1, seed=100 + i, n_sentences=3)) + "\n" for i in range(3)]
-    exact = exact_cross_entropy(model, world, tok, contexts)
+    exact = exact_cross_entropy(model, world, tok, world_contexts(world))
     print(f"chapter 8 run: {steps} steps, {tokens:,} scored tokens in {seconds:.1f} s ({tokens / seconds:,.0f} tokens/s)")
     print(f"  floor {floor:.4f} nats/token; sampled validation {history.eval_loss[-1]:.4f}; "
           f"exact cross-entropy {exact:.4f}")

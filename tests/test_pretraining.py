@@ -22,6 +22,7 @@ from utils.pretraining import (
     template_probabilities,
     train_world_tokenizer,
     true_token_surprisal,
+    world_contexts,
     world_tokenizer,
 )
 from utils.tiny_world import TEMPLATES, World
@@ -141,7 +142,7 @@ def test_exact_cross_entropy_is_never_below_the_floor(world, tok):
     untrained = GPT(GPTConfig(block_size=128, vocab_size=512, n_layer=1, n_head=2, n_embd=32))
     assert exact_cross_entropy(untrained, world, tok) > 5 * floor  # about log(512) per token
     reference, _ = load_reference()
-    contexts = ["\n".join(world.corpus(1, seed=i, n_sentences=3)) + "\n" for i in range(2)]
+    contexts = world_contexts(world, n=2, seed=0)
     ce = exact_cross_entropy(reference, world, tok, contexts)
     assert floor <= ce < 1.02 * floor
     gap = gap_breakdown(reference, world, tok, contexts)  # its two parts add up to the whole gap
@@ -186,3 +187,10 @@ def test_per_position_loss(tok):
     assert per_pos.shape == (16,) and torch.isnan(per_pos[-4:]).all()
     _, loss = model(x, y)
     assert per_pos[:-4].mean().item() == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_small_config_fits_its_rows(world, tok):
+    from utils.pretraining import SMALL_CONFIG, SMALL_SENTENCES_PER_ROW
+
+    data = WorldBatches(world, tok, sentences_per_row=SMALL_SENTENCES_PER_ROW, batch_size=2)
+    assert data.max_tokens <= SMALL_CONFIG.block_size and SMALL_CONFIG.vocab_size == tok.vocab_size

@@ -43,7 +43,8 @@ from .tiny_world import TEMPLATES, World, addition_example
 from .train import Trainer, TrainConfig
 
 __all__ = ["WORLD_PATTERN", "SPECIAL_TOKENS", "train_world_tokenizer", "world_tokenizer", "pack_row", "WorldBatches",
-           "CopyBatches", "token_losses", "sentence_losses", "true_token_surprisal", "gap_breakdown", "template_probabilities", "exact_cross_entropy", "loss_by_template", "fact_accuracy", "REFERENCE_CONFIG", "REFERENCE_TRAIN", "REFERENCE_DATA",
+           "CopyBatches", "token_losses", "sentence_losses", "true_token_surprisal", "gap_breakdown", "template_probabilities", "exact_cross_entropy", "world_contexts", "fact_accuracy",
+           "SMALL_CONFIG", "SMALL_TRAIN", "SMALL_SENTENCES_PER_ROW", "REFERENCE_CONFIG", "REFERENCE_TRAIN", "REFERENCE_DATA",
            "load_reference", "train_reference", "per_position_loss"]
 
 #: GPT-2's pattern (utils.bpe.GPT2_PATTERN) with ``\p{N}`` instead of `` ?\p{N}+``: one token per digit.
@@ -252,6 +253,12 @@ def template_probabilities(model: GPT, world: World, tokenizer: BPETokenizer, co
     return out
 
 
+def world_contexts(world: World, n: int = 3, seed: int = 100, n_sentences: int = 3) -> list[str]:
+    """``n`` contexts of ``n_sentences`` random world sentences (each ending in a newline), to score the
+    next sentence after, as in training (where a sentence usually follows others). Defined in chapter 8."""
+    return ["\n".join(world.corpus(1, seed=seed + i, n_sentences=n_sentences)) + "\n" for i in range(n)]
+
+
 def exact_cross_entropy(model: GPT, world: World, tokenizer: BPETokenizer, contexts: list[str] = ("",)) -> float:
     """The model's expected loss per token on the world's next sentence, computed exactly (nats/token).
 
@@ -265,23 +272,6 @@ def exact_cross_entropy(model: GPT, world: World, tokenizer: BPETokenizer, conte
     n_tokens = torch.tensor([len(tokenizer.encode_ordinary(s + "\n")) for s, _ in sentences], dtype=torch.float64)
     nats = [(p * sentence_losses(model, tokenizer, [s for s, _ in sentences], c).double()).sum() for c in contexts]
     return (sum(nats) / len(nats) / (p * n_tokens).sum()).item()
-
-
-def loss_by_template(model: GPT, world: World, tokenizer: BPETokenizer, context: str = "") -> list[dict]:
-    """For each template: the model's expected loss per sentence vs the best possible, exactly.
-
-    The best possible is the entropy of that template's sentences given the template,
-    -log p(sentence) = -log p(template) + log(number of subjects), the same for every subject.
-    The model's is the average of its surprisal over every possible sentence of the template,
-    since subjects are uniform. Defined in chapter 8.
-    """
-    rows = []
-    for t, (template, p, kind) in enumerate(TEMPLATES):
-        subjects = world.subjects(kind)
-        losses = sentence_losses(model, tokenizer, [world.render(t, s) for s in subjects], context)
-        rows.append({"template": template, "probability": p, "best": -math.log(p / len(subjects)),
-                     "model": losses.mean().item()})
-    return rows
 
 
 FACT_SLOTS = ["capital", "export", "job", "home", "age"]  # the world-fixed slot of each template, in order
@@ -322,6 +312,12 @@ def per_position_loss(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
     counts = (y != -100).sum(dim=0)
     return torch.where(counts > 0, nll.sum(dim=0) / counts.clamp(min=1), torch.tensor(float("nan")))
 
+
+# --- chapter 8's default run (also timed by benchmarks/pretraining.py) -------------------------
+
+SMALL_CONFIG = GPTConfig(block_size=128, vocab_size=WORLD_VOCAB_SIZE, n_layer=2, n_head=4, n_embd=128)
+SMALL_TRAIN = TrainConfig(max_steps=300, lr=3e-3, min_lr=3e-4, warmup_steps=30, eval_every=50, eval_batches=8)
+SMALL_SENTENCES_PER_ROW = 6  # at most 6 * 17 = 102 tokens, within SMALL_CONFIG.block_size
 
 # --- the reference model ---------------------------------------------------------------------
 
