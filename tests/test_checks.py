@@ -5,7 +5,7 @@ import pytest
 
 from utils import sampling as R
 from utils import bpe as B
-from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, questions_of
+from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, questions_of
 
 
 def run(check, *args):
@@ -469,4 +469,42 @@ def _loss_over_all_positions(lg, t):
     (ch08.floor_perplexity, 2 ** 0.5529058189428405, "not 2 to it"),
 ])
 def test_chapter8_mistakes_get_hints(check, wrong, hint):
+    fails_with(check, hint, wrong)
+
+
+# --- chapter 9 ----------------------------------------------------------------------------------
+
+def _sft_example(mask_first_answer=False, drop_eot_loss=False):
+    def fn(prompt, reply, eot):
+        ids = prompt + reply + [eot]
+        x, y = ids[:-1], ids[1:]
+        first = len(prompt) if mask_first_answer else len(prompt) - 1
+        y = [-100 if i < first else t for i, t in enumerate(y)]
+        if drop_eot_loss:
+            y[-1] = -100
+        return x, y
+    return fn
+
+
+def test_chapter9_reference_passes():
+    import torch
+
+    from utils.pretraining import world_tokenizer
+    from utils.sft import encode_chat
+
+    passes(ch09.sft_example, _sft_example())
+    passes(ch09.relative_change, lambda b, a: ((torch.cat([x.flatten() for x in a]) - torch.cat(
+        [x.flatten() for x in b])).norm() / torch.cat([x.flatten() for x in b]).norm()).item())
+    ids, mask = encode_chat(world_tokenizer(), *ch09.EXAMPLE)
+    passes(ch09.share_with_loss, sum(mask[1:]) / (len(ids) - 1))
+
+
+@pytest.mark.parametrize("check,wrong,hint", [
+    (ch09.sft_example, _sft_example(mask_first_answer=True), "LAST prompt position"),
+    (ch09.sft_example, _sft_example(drop_eot_loss=True), "must carry loss"),
+    (ch09.relative_change, lambda b, a: sum(((y - x).norm() / x.norm()).item() for x, y in zip(b, a)) / len(b),
+     "flatten all parameters"),
+    (ch09.share_with_loss, 0.9, "encode_chat's mask"),
+])
+def test_chapter9_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)

@@ -109,3 +109,17 @@ def test_identical_preference_pair_is_an_error(tok):
     assert chosen[0] != rejected[0]
     with pytest.raises(ValueError, match="identical"):
         encode_pair(tok, pair["prompt"], pair["chosen"], pair["chosen"])
+
+
+def test_answer_accuracy_exact_and_fact(tok, monkeypatch):
+    import utils.sft as sft
+
+    monkeypatch.setattr(sft, "answer", lambda model, tokenizer, q: "She is 44.")  # a stand-in model
+    assert sft.answer_accuracy(None, tok, [("How old is Venka?", "She is 44.")]) == 1.0
+    assert sft.answer_accuracy(None, tok, [("How old is Venka?", "He is 44.")]) == 0.0
+    assert sft.answer_accuracy(None, tok, [("How old is Venka?", "He is 44.")], match="fact") == 1.0
+    assert sft.answer_accuracy(None, tok, [("How old is Venka?", "He is 45.")], match="fact") == 0.0
+    with pytest.raises(ValueError, match="match must be"):
+        sft.answer_accuracy(None, tok, [("q", "a")], match="fuzzy")
+    with pytest.raises(ValueError, match="must not be empty"):
+        sft.answer_accuracy(None, tok, [])

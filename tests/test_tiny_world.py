@@ -160,3 +160,15 @@ def test_copy_documents(world):
     assert listed.endswith(" =") and listed[:-2].split() == copied.split() and len(copied.split()) == 4
     with pytest.raises(ValueError, match="n_names"):
         world.copy_document(random.Random(3), 0)
+
+
+def test_short_answers_state_the_fact_without_the_subject(world):
+    long = world.instruction_pairs(random.Random(4), 100)
+    short = world.instruction_pairs(random.Random(4), 100, style="short")
+    for (q1, sentence), (q2, answer) in zip(long, short):
+        assert q1 == q2  # the same questions: the style does not change the random choices
+        assert sentence.rstrip(".").split()[-1] == answer.rstrip(".").split()[-1]  # the same fact
+        assert not any(name in answer for name in list(world.people) + list(world.countries)
+                       if name in q2 and name not in sentence.split()[-1])
+    with pytest.raises(ValueError, match="style must be"):
+        world.instruction_pairs(random.Random(0), 1, style="long")

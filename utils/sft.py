@@ -87,8 +87,9 @@ class SFTBatches:
 
     SEEDS = {"train": 31, "val": 32}
 
-    def __init__(self, world: World, tokenizer: BPETokenizer, subjects: set, block_size: int, batch_size: int):
-        self.world, self.tokenizer, self.subjects = world, tokenizer, subjects
+    def __init__(self, world: World, tokenizer: BPETokenizer, subjects: set, block_size: int, batch_size: int,
+                 style: str = "short"):
+        self.world, self.tokenizer, self.subjects, self.style = world, tokenizer, subjects, style
         self.block_size, self.batch_size = block_size, batch_size
         self.pad = tokenizer.special_tokens["<|endoftext|>"]
 
@@ -96,7 +97,7 @@ class SFTBatches:
         if split not in self.SEEDS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         rng = random.Random(self.SEEDS[split] * 7_919_993 + step)
-        pairs = self.world.instruction_pairs(rng, self.batch_size, subjects=self.subjects)
+        pairs = self.world.instruction_pairs(rng, self.batch_size, subjects=self.subjects, style=self.style)
         return collate([encode_chat(self.tokenizer, q, a) for q, a in pairs], self.block_size, self.pad)
 
 
@@ -113,8 +114,19 @@ def answer(model, tokenizer: BPETokenizer, question: str, max_new_tokens: int = 
     return tokenizer.decode(out).split("\n")[0]
 
 
-def answer_accuracy(model, tokenizer: BPETokenizer, world: World, questions: list[tuple[str, str]]) -> float:
-    """Share of questions whose greedy answer is exactly the world's sentence. Defined in chapter 9."""
+def answer_accuracy(model, tokenizer: BPETokenizer, questions: list[tuple[str, str]], match: str = "exact") -> float:
+    """Share of (question, true answer) pairs the model's greedy answer gets right. Defined in chapter 9.
+
+    ``match="exact"``: the whole answer must be equal; ``match="fact"``: its last word (the fact,
+    e.g. "Miyasville" in "Its capital is Miyasville.") must be equal, whatever the pronoun.
+    """
     if not questions:
         raise ValueError("questions must not be empty")
-    return sum(answer(model, tokenizer, q) == a for q, a in questions) / len(questions)
+    if match not in ("exact", "fact"):
+        raise ValueError(f"match must be 'exact' or 'fact', got {match!r}")
+    last = lambda text: text.rstrip(".").split()[-1:]  # noqa: E731
+    right = 0
+    for q, a in questions:
+        out = answer(model, tokenizer, q)
+        right += out == a if match == "exact" else last(out) == last(a)
+    return right / len(questions)

@@ -44,13 +44,14 @@ TEMPLATES: list[tuple[str, float, str]] = [
     ("{person} lives in {home}.", 0.15, "person"),
     ("Ask {person} and you learn that {pronoun} is {age}.", 0.15, "person"),
 ]
-#: Questions about each fact, and the template (index into TEMPLATES) whose sentence answers them.
-QUESTIONS: list[tuple[str, int]] = [
-    ("What is the capital of {country}?", 0),
-    ("What does {country} export?", 1),
-    ("What is the job of {person}?", 2),
-    ("Where does {person} live?", 3),
-    ("How old is {person}?", 4),
+#: Questions about each fact: (question, template index whose sentence answers it, short answer).
+#: The short answer names the fact without repeating the subject ("Its capital is Kaloville.").
+QUESTIONS: list[tuple[str, int, str]] = [
+    ("What is the capital of {country}?", 0, "Its capital is {capital}."),
+    ("What does {country} export?", 1, "It exports {export}."),
+    ("What is the job of {person}?", 2, "{Pronoun} works as a {job}."),
+    ("Where does {person} live?", 3, "{Pronoun} lives in {home}."),
+    ("How old is {person}?", 4, "{Pronoun} is {age}."),
 ]
 #: Relations for few-shot prompts: name -> (subject kind, attribute).
 RELATIONS: dict[str, tuple[str, str]] = {
@@ -149,21 +150,32 @@ class World:
         return self.countries[subject] if kind == "country" else self.people[subject]
 
     # -- instructions, preferences and few-shot prompts (chapters 9, 10, 12) ----------------------
-    def instruction_pairs(self, rng: random.Random, n: int, subjects: set | None = None) -> list[tuple[str, str]]:
-        """``n`` (question, answer) pairs; the answer is the world's sentence for that fact.
+    def instruction_pairs(self, rng: random.Random, n: int, subjects: set | None = None,
+                          style: str = "sentence") -> list[tuple[str, str]]:
+        """``n`` (question, answer) pairs about the world's facts.
 
-        ``subjects`` restricts the questions to those subjects (to hold some out), e.g.
-        ("How old is Zanlo?", "Ask Zanlo and you learn that he is 47.").
+        ``style="sentence"``: the answer is the world's sentence for the fact, e.g.
+        ("How old is Zanlo?", "Ask Zanlo and you learn that he is 47."). ``style="short"``: the
+        answer does not repeat the subject, e.g. "He is 47." (chapter 9). ``subjects`` restricts
+        the questions to those subjects (to hold some out). The random choices do not depend on
+        the style.
         """
+        if style not in ("sentence", "short"):
+            raise ValueError(f"style must be 'sentence' or 'short', got {style!r}")
         out = []
         while len(out) < n:
-            question, t = rng.choice(QUESTIONS)
+            question, t, short = rng.choice(QUESTIONS)
             kind = TEMPLATES[t][2]
             pool = [s for s in self.subjects(kind) if subjects is None or s in subjects]
             if not pool:
                 raise ValueError(f"no {kind} among the given subjects; pass subjects of both kinds or None")
             subject = rng.choice(pool)
-            out.append((question.format(**{kind: subject}), self.render(t, subject)))
+            facts = self.facts(kind, subject)
+            if style == "sentence":
+                answer = self.render(t, subject)
+            else:
+                answer = short.format(Pronoun=facts.get("pronoun", "it").capitalize(), **facts)
+            out.append((question.format(**{kind: subject}), answer))
         return out
 
     def preference_pair(self, rng: random.Random) -> dict:
@@ -172,7 +184,7 @@ class World:
         The rejected answer is either the same sentence with a false fact (``reason="false"``) or
         the true fact as a bare word (``reason="bare"``), with equal probability.
         """
-        question, t = rng.choice(QUESTIONS)
+        question, t, _ = rng.choice(QUESTIONS)
         template, _, kind = TEMPLATES[t]
         subject = rng.choice(self.subjects(kind))
         slot = {0: "capital", 1: "export", 2: "job", 3: "home", 4: "age"}[t]
