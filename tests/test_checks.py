@@ -5,7 +5,7 @@ import pytest
 
 from utils import sampling as R
 from utils import bpe as B
-from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, questions_of
+from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, questions_of
 
 
 def run(check, *args):
@@ -493,6 +493,8 @@ def test_chapter9_reference_passes():
     from utils.sft import encode_chat
 
     passes(ch09.sft_example, _sft_example())
+    as_tensors = lambda p, r, e: tuple(torch.tensor(v)[None] for v in _sft_example()(p, r, e))  # noqa: E731
+    passes(ch09.sft_example, as_tensors)  # a (1, T) tensor, as collate returns, is accepted too
     passes(ch09.relative_change, lambda b, a: ((torch.cat([x.flatten() for x in a]) - torch.cat(
         [x.flatten() for x in b])).norm() / torch.cat([x.flatten() for x in b]).norm()).item())
     ids, mask = encode_chat(world_tokenizer(), *ch09.EXAMPLE)
@@ -505,6 +507,48 @@ def test_chapter9_reference_passes():
     (ch09.relative_change, lambda b, a: sum(((y - x).norm() / x.norm()).item() for x, y in zip(b, a)) / len(b),
      "flatten all parameters"),
     (ch09.share_with_loss, 0.9, "encode_chat's mask"),
+    (ch09.sft_example, lambda p, r, e: 3, "return a pair"),
 ])
 def test_chapter9_mistakes_get_hints(check, wrong, hint):
+    fails_with(check, hint, wrong)
+
+
+def _dpo(pc, pr, rc, rr, beta):
+    import torch.nn.functional as F
+
+    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
+
+
+def _loo(scores, k):
+    s = scores.view(-1, k)
+    return (s - (s.sum(1, keepdim=True) - s) / (k - 1)).flatten()
+
+
+def test_chapter10_reference_passes():
+    import torch.nn.functional as F
+
+    passes(ch10.bt_loss, lambda c, r: -F.logsigmoid(c - r).mean())
+    passes(ch10.dpo, _dpo)
+    passes(ch10.loo_advantages, _loo)
+    passes(ch10.penalised_score, lambda r, lp, lr, b: r - b * (lp - lr))
+
+
+@pytest.mark.parametrize("check,wrong,hint", [
+    (ch10.bt_loss, lambda c, r: -__import__("torch").nn.functional.logsigmoid(r - c).mean(), "signs are swapped"),
+    (ch10.bt_loss, lambda c, r: -__import__("torch").nn.functional.logsigmoid(c - r).sum(), "take the mean"),
+    (ch10.bt_loss, lambda c, r: -__import__("torch").log(__import__("torch").sigmoid((c - r).float())).mean(),
+     "F.logsigmoid"),
+    (ch10.dpo, lambda pc, pr, rc, rr, b: _dpo(pc, pr, 0 * rc, 0 * rr, b), "reference model"),
+    (ch10.dpo, lambda pc, pr, rc, rr, b: b * _dpo(pc, pr, rc, rr, 1.0), "INSIDE the sigmoid"),
+    (ch10.dpo, lambda pc, pr, rc, rr, b: _dpo(pr, pc, rr, rc, b), "wrong sign"),
+    (ch10.dpo, lambda pc, pr, rc, rr, b: _dpo(rc, rr, pc, pr, b), "wrong sign"),
+    (ch10.dpo, lambda pc, pr, rc, rr, b: (_dpo(pc, pr, rc, rr, b), pc), "not a tuple"),
+    (ch10.loo_advantages, lambda s, k: (s.view(-1, k) - s.view(-1, k).mean(1, keepdim=True)).flatten(),
+     "OTHER k - 1"),
+    (ch10.loo_advantages, lambda s, k: s - s.mean(), "SAME question"),
+    (ch10.loo_advantages, lambda s, k: _loo(s, 4), "not for k=2"),
+    (ch10.penalised_score, lambda r, lp, lr, b: r + b * (lp - lr), "SUBTRACTED"),
+    (ch10.penalised_score, lambda r, lp, lr, b: None, "return"),
+])
+def test_chapter10_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import os
 import sys
 from pathlib import Path
 
-__all__ = ["make_exercise", "setup_cell_source", "repository_url", "sync", "main"]
+__all__ = ["make_exercise", "setup_cell_source", "repository_url", "sync", "reproducible_cpu_env", "main"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 SETUP_TAG = "remove-cell"
@@ -181,16 +182,37 @@ def _coalesce_streams(outputs: list) -> list:
     return merged
 
 
+def reproducible_cpu_env() -> dict[str, str]:
+    """Environment variables that make PyTorch's CPU arithmetic the same on every x86-64 CPU.
+
+    PyTorch picks its vectorised kernels, and MKL its matrix-multiply code, by the CPU's
+    instruction set, and AVX-512 code rounds differently from AVX2 code: a chapter that trains a
+    model stored 1.004 on one machine and computed 1.003 on another. Pinning both to AVX2, which
+    every x86-64 CPU of the last decade has, makes the stored outputs reproducible everywhere
+    (nbval in CI) at a small cost in speed. Values already set in the environment win; other
+    architectures get nothing (no stored output comes from them).
+    """
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    pinned = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+    return {key: os.environ.get(key, value) for key, value in pinned.items()}
+
+
 def execute(path: Path, timeout: int = 600) -> None:
     """Run a notebook top to bottom in a kernel of this environment and store its outputs in place.
 
     Stops at the first error (a chapter must run clean); timings are not recorded, so a re-run
-    that computes the same numbers leaves the file unchanged.
+    that computes the same numbers leaves the file unchanged. The kernel runs with
+    ``reproducible_cpu_env()``, as the tests do.
     """
     import nbformat
     from nbclient import NotebookClient
 
     from .grade import _kernel_manager
+
+    os.environ.update(reproducible_cpu_env())  # inherited by the kernel started below
 
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=timeout, record_timing=False, km=_kernel_manager(),

@@ -15,6 +15,9 @@ beta > 0 how strongly the policy is held near it. beta * (log pi - log ref) is D
 
 from __future__ import annotations
 
+import copy
+import random
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -22,7 +25,8 @@ import torch.nn.functional as F
 from .bpe import BPETokenizer
 from .sft import encode_chat
 
-__all__ = ["sequence_logprob", "bradley_terry_loss", "dpo_loss", "RewardModel", "encode_pair"]
+__all__ = ["sequence_logprob", "bradley_terry_loss", "dpo_loss", "RewardModel", "encode_pair", "pad_sequences",
+           "preference_batch", "train_reward_model", "reward_accuracy", "dpo"]
 
 
 def sequence_logprob(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -82,3 +86,114 @@ def encode_pair(tokenizer: BPETokenizer, prompt: str, chosen: str, rejected: str
     if chosen == rejected:
         raise ValueError(f"chosen and rejected answers are identical ({chosen!r}): the pair carries no preference")
     return encode_chat(tokenizer, prompt, chosen), encode_chat(tokenizer, prompt, rejected)
+
+
+def pad_sequences(examples: list[tuple[list[int], list[bool]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, lengths): whole sequences padded on the right, for a reward model. Defined in chapter 10."""
+    if not examples or any(len(ids) == 0 for ids, _ in examples):
+        raise ValueError("examples must be a non-empty list of non-empty sequences")
+    longest = max(len(ids) for ids, _ in examples)
+    full = torch.full((len(examples), longest), pad_id, dtype=torch.long)
+    for row, (ids, _) in enumerate(examples):
+        full[row, : len(ids)] = torch.tensor(ids)
+    return full, torch.tensor([len(ids) for ids, _ in examples])
+
+
+def preference_batch(tokenizer: BPETokenizer, pairs: list[dict]):
+    """Encoded chosen and rejected answers of preference pairs (dicts with prompt, chosen, rejected):
+    two lists of (ids, loss mask), in the pairs' order."""
+    if not pairs:
+        raise ValueError("pairs must not be empty")
+    encoded = [encode_pair(tokenizer, p["prompt"], p["chosen"], p["rejected"]) for p in pairs]
+    return [c for c, _ in encoded], [r for _, r in encoded]
+
+
+def train_reward_model(body, tokenizer: BPETokenizer, next_pairs, steps: int = 100, lr: float = 1e-3,
+                       seed: int = 0, progress: bool = True) -> tuple[RewardModel, list[float]]:
+    """A reward model on a copy of ``body``, trained with the Bradley-Terry loss on batches
+    ``next_pairs(step)`` of preference pairs. Returns (reward model, loss per step). Defined in chapter 10."""
+    from tqdm.auto import tqdm
+
+    with torch.random.fork_rng(devices=[]):  # a seeded head, without touching the caller's random state
+        torch.manual_seed(seed)
+        rm = RewardModel(copy.deepcopy(body)).train()
+    device = next(body.parameters()).device
+    rm.to(device)
+    pad = tokenizer.special_tokens["<|endoftext|>"]
+    opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    for step in tqdm(range(steps), desc="reward model", disable=not progress, leave=False):
+        chosen, rejected = preference_batch(tokenizer, next_pairs(step))
+        r_chosen = rm(*(t.to(device) for t in pad_sequences(chosen, pad)))
+        r_rejected = rm(*(t.to(device) for t in pad_sequences(rejected, pad)))
+        loss = bradley_terry_loss(r_chosen, r_rejected)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return rm.eval(), losses
+
+
+@torch.no_grad()
+def reward_accuracy(rm: RewardModel, tokenizer: BPETokenizer, pairs: list[dict]) -> dict:
+    """Share of pairs in which the reward model scores the chosen answer higher: overall and by reason."""
+    device = next(rm.parameters()).device
+    pad = tokenizer.special_tokens["<|endoftext|>"]
+    chosen, rejected = preference_batch(tokenizer, pairs)
+    right = (rm(*(t.to(device) for t in pad_sequences(chosen, pad)))
+             > rm(*(t.to(device) for t in pad_sequences(rejected, pad)))).tolist()
+    out = {"all": sum(right) / len(right)}
+    for reason in sorted({p.get("reason", "all") for p in pairs} - {"all"}):
+        mine = [r for r, p in zip(right, pairs) if p.get("reason") == reason]
+        out[reason] = sum(mine) / len(mine)
+    return out
+
+
+def dpo(policy, ref, tokenizer: BPETokenizer, next_pairs, steps: int = 60, beta: float = 0.1, lr: float = 1e-4,
+        nll_weight: float = 0.0, progress: bool = True):
+    """Train a copy of ``policy`` with the DPO loss on batches ``next_pairs(step)``, against the
+    frozen ``ref``. Returns (policy, log) with the loss, the reward margin (implicit reward of the
+    chosen minus the rejected answer), the preference accuracy and the mean log-probabilities of the
+    chosen and the rejected answers per step (at step 0 every margin is 0, so the accuracy is 0).
+    Defined in chapter 10.
+
+    ``nll_weight`` > 0 adds that times the chosen answers' negative log-likelihood per token (as
+    in RPO, Pang et al., 2024): it keeps the chosen answers likely, which plain DPO does not.
+    """
+    from tqdm.auto import tqdm
+
+    from .sft import collate
+
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0 (how strongly the policy stays near the reference), got {beta}")
+    policy = copy.deepcopy(policy).train()
+    ref.eval()
+    device = next(policy.parameters()).device
+    pad = tokenizer.special_tokens["<|endoftext|>"]
+    opt = torch.optim.Adam(policy.parameters(), lr=lr)
+    if nll_weight < 0:
+        raise ValueError(f"nll_weight must be >= 0, got {nll_weight}")
+    log = {"loss": [], "nll": [], "margin": [], "accuracy": [], "chosen_logprob": [], "rejected_logprob": []}
+    for step in tqdm(range(steps), desc=f"DPO beta={beta}", disable=not progress, leave=False):
+        chosen, rejected = preference_batch(tokenizer, next_pairs(step))
+        block = max(len(ids) for ids, _ in chosen + rejected) - 1
+        xc, yc = (t.to(device) for t in collate(chosen, block, pad))
+        xr, yr = (t.to(device) for t in collate(rejected, block, pad))
+        with torch.no_grad():
+            ref_c, ref_r = sequence_logprob(ref, xc, yc), sequence_logprob(ref, xr, yr)
+        policy_c = sequence_logprob(policy, xc, yc)
+        policy_r = sequence_logprob(policy, xr, yr)
+        preference_loss, r_c, r_r = dpo_loss(policy_c, policy_r, ref_c, ref_r, beta)
+        nll = -(policy_c / (yc != -100).sum(dim=1)).mean()  # per token, averaged over the pairs
+        loss = preference_loss + nll_weight * nll if nll_weight else preference_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        log["loss"].append(preference_loss.item())  # the DPO loss alone, comparable with and without the NLL term
+        log["nll"].append(nll.item())
+        log["margin"].append((r_c - r_r).mean().item())
+        log["accuracy"].append((r_c > r_r).float().mean().item())
+        log["chosen_logprob"].append(policy_c.mean().item())
+        log["rejected_logprob"].append(policy_r.mean().item())
+    return policy.eval(), log

@@ -39,7 +39,7 @@ import torch
 
 from .bpe import BPETokenizer
 from .model import GPT, GPTConfig
-from .tiny_world import TEMPLATES, World, addition_example
+from .tiny_world import FACT_SLOTS, TEMPLATES, World, addition_example
 from .train import Trainer, TrainConfig
 
 __all__ = ["WORLD_PATTERN", "SPECIAL_TOKENS", "train_world_tokenizer", "world_tokenizer", "pack_row", "WorldBatches",
@@ -274,7 +274,6 @@ def exact_cross_entropy(model: GPT, world: World, tokenizer: BPETokenizer, conte
     return (sum(nats) / len(nats) / (p * n_tokens).sum()).item()
 
 
-FACT_SLOTS = ["capital", "export", "job", "home", "age"]  # the world-fixed slot of each template, in order
 
 
 @torch.no_grad()

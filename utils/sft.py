@@ -21,8 +21,10 @@ import torch
 
 from .bpe import BPETokenizer
 from .tiny_world import World
+from .train import TrainConfig, Trainer
 
-__all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "split_subjects"]
+__all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "split_subjects",
+           "SFT_TRAIN", "SFT_BLOCK_SIZE", "SFT_BATCH_SIZE", "finetune_reference"]
 
 
 def chat_prompt(question: str) -> str:
@@ -130,3 +132,24 @@ def answer_accuracy(model, tokenizer: BPETokenizer, questions: list[tuple[str, s
         out = answer(model, tokenizer, q)
         right += out == a if match == "exact" else last(out) == last(a)
     return right / len(questions)
+
+
+#: Chapter 9's fine-tuning run: 120 steps of 16 exchanges about the fine-tuning half of the subjects.
+SFT_TRAIN = TrainConfig(max_steps=120, lr=1e-3, min_lr=1e-4, warmup_steps=10, eval_every=20, eval_batches=4)
+SFT_BLOCK_SIZE, SFT_BATCH_SIZE = 48, 16
+
+
+def finetune_reference(device=None, config: TrainConfig = SFT_TRAIN, seed: int = 0, progress: bool = False):
+    """Chapter 9's SFT model: the reference model fine-tuned on short answers about the subjects of
+    ``split_subjects(World(0))[0]``. Returns (model, history). Deterministic on a given machine;
+    about 10 s on a laptop CPU. Chapter 10 starts from it."""
+    from .device import seed_everything
+    from .pretraining import load_reference, world_tokenizer
+
+    world = World(seed=0)
+    tuned_on, _ = split_subjects(world, held_out_fraction=0.5, seed=0)
+    data = SFTBatches(world, world_tokenizer(), tuned_on, block_size=SFT_BLOCK_SIZE, batch_size=SFT_BATCH_SIZE)
+    seed_everything(seed)
+    model, _ = load_reference(device)
+    history = Trainer(model, config, data.get_batch).fit(progress=progress)
+    return model, history

@@ -32,7 +32,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["TEMPLATES", "QUESTIONS", "RELATIONS", "PREFERENCE_RULE", "World", "DOC_SEPARATOR", "addition_example",
+__all__ = ["TEMPLATES", "QUESTIONS", "RELATIONS", "PREFERENCE_RULE", "FACT_SLOTS", "World", "DOC_SEPARATOR", "addition_example",
            "parse_answer"]
 
 #: (template, probability, subject kind). Every template starts with different words, so no two
@@ -62,6 +62,8 @@ RELATIONS: dict[str, tuple[str, str]] = {
 }
 PREFERENCE_RULE = ("The preferred answer is true in the world and is a complete sentence; the other answer "
                    "states a false fact, or gives the fact as a bare word without a sentence.")
+#: The fact each template states, in template order.
+FACT_SLOTS = ["capital", "export", "job", "home", "age"]
 DOC_SEPARATOR = "\n"  # between sentences; documents are joined with a blank line
 
 _SYLLABLES = ["ka", "lo", "mi", "ra", "ten", "vo", "su", "bel", "dor", "fen", "gri", "hal", "jun", "ko", "nar",
@@ -178,26 +180,47 @@ class World:
             out.append((question.format(**{kind: subject}), answer))
         return out
 
-    def preference_pair(self, rng: random.Random) -> dict:
+    def preference_pair(self, rng: random.Random, style: str = "sentence", subjects: set | None = None) -> dict:
         """A question with a preferred and a rejected answer under ``PREFERENCE_RULE``.
 
-        The rejected answer is either the same sentence with a false fact (``reason="false"``) or
-        the true fact as a bare word (``reason="bare"``), with equal probability.
+        The rejected answer is either the same answer with a false fact (``reason="false"``) or
+        the true fact as a bare word (``reason="bare"``), with equal probability. ``style`` is
+        that of ``instruction_pairs``: "sentence" answers with the world's sentence, "short"
+        with the short answer of chapter 9 ("Its capital is Miyasville."). ``subjects``
+        restricts the questions to those subjects. The random choices do not depend on the style.
         """
-        question, t, _ = rng.choice(QUESTIONS)
+        if style not in ("sentence", "short"):
+            raise ValueError(f"style must be 'sentence' or 'short', got {style!r}")
+        question, t, short = rng.choice(QUESTIONS)
         template, _, kind = TEMPLATES[t]
-        subject = rng.choice(self.subjects(kind))
-        slot = {0: "capital", 1: "export", 2: "job", 3: "home", 4: "age"}[t]
+        pool = [s for s in self.subjects(kind) if subjects is None or s in subjects]
+        if not pool:
+            raise ValueError(f"no {kind} among the given subjects; pass subjects of both kinds or None")
+        subject = rng.choice(pool)
+        slot = FACT_SLOTS[t]
         true = self.facts(kind, subject)
-        chosen = self.render(t, subject)
+        pronoun = true.get("pronoun", "it").capitalize()
+        render = (lambda f: template.format(**f)) if style == "sentence" else (lambda f: short.format(Pronoun=pronoun, **f))
+        chosen = render({**true, kind: subject})
         if rng.random() < 0.5:
             values = sorted({str(self.facts(kind, k)[slot]) for k in self.subjects(kind)} - {str(true[slot])})
             wrong = rng.choice(values)
-            fill = {**true, slot: wrong, kind: subject}
-            rejected, reason = template.format(**fill), "false"
+            rejected, reason = render({**true, slot: wrong, kind: subject}), "false"
         else:
             rejected, reason = f"{true[slot]}.", "bare"
         return {"prompt": question.format(**{kind: subject}), "chosen": chosen, "rejected": rejected, "reason": reason}
+
+    def questions(self, subjects: set | None = None) -> list[tuple[str, str]]:
+        """Every (question, short answer) pair of ``QUESTIONS`` about ``subjects`` (all if None), in a fixed order."""
+        out = []
+        for question, t, short in QUESTIONS:
+            kind = TEMPLATES[t][2]
+            for subject in self.subjects(kind):
+                if subjects is None or subject in subjects:
+                    facts = self.facts(kind, subject)
+                    out.append((question.format(**{kind: subject}),
+                                short.format(Pronoun=facts.get("pronoun", "it").capitalize(), **facts)))
+        return out
 
     def few_shot_prompt(self, rng: random.Random, relation: str, n_shots: int,
                         wrong_labels: bool = False) -> tuple[str, str]:

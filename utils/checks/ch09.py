@@ -35,7 +35,10 @@ def sft_example(fn):
         got = fn(list(prompt), list(reply), eot)
         if got is None:
             raise Fail("returned None: return the pair (x, y)")
-        gx, gy = (list(map(int, v)) for v in got)
+        try:
+            gx, gy = (list(map(int, torch.as_tensor(v).flatten().tolist())) for v in got)
+        except (TypeError, ValueError):
+            raise Fail(f"return a pair (x, y) of lists (or 1-D tensors) of token ids, got {type(got).__name__}")
         if gx != x:
             raise Fail(f"prompt {prompt}, answer {reply}, eot {eot}: x should be {x} (every token but the last of "
                        f"prompt + answer + [eot]), got {gx}")
