@@ -508,6 +508,8 @@ def test_chapter9_reference_passes():
      "flatten all parameters"),
     (ch09.share_with_loss, 0.9, "encode_chat's mask"),
     (ch09.sft_example, lambda p, r, e: 3, "return a pair"),
+    (ch09.sft_example, lambda p, r, e: ((p + r + [e])[:-1], [-100 if t in p else t for t in (p + r + [e])[1:]]),
+     "POSITION"),
 ])
 def test_chapter9_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)

@@ -123,3 +123,20 @@ def test_answer_accuracy_exact_and_fact(tok, monkeypatch):
         sft.answer_accuracy(None, tok, [("q", "a")], match="fuzzy")
     with pytest.raises(ValueError, match="must not be empty"):
         sft.answer_accuracy(None, tok, [])
+
+
+def test_relative_change():
+    import copy
+
+    from utils.sft import relative_change
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=1, n_head=1, n_embd=8))
+    moved = copy.deepcopy(model)
+    assert relative_change(model, moved) == 0.0
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.mul_(1.1)  # every weight 10% larger: the change is exactly 10% of the size
+    assert relative_change(model, moved) == pytest.approx(0.1, rel=1e-5)
+    with pytest.raises(ValueError, match="different sizes"):
+        relative_change(model, GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=2, n_head=1, n_embd=8)))

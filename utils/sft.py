@@ -23,7 +23,7 @@ from .bpe import BPETokenizer
 from .tiny_world import World
 from .train import TrainConfig, Trainer
 
-__all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "split_subjects",
+__all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "split_subjects", "relative_change",
            "SFT_TRAIN", "SFT_BLOCK_SIZE", "SFT_BATCH_SIZE", "finetune_reference"]
 
 
@@ -132,6 +132,16 @@ def answer_accuracy(model, tokenizer: BPETokenizer, questions: list[tuple[str, s
         out = answer(model, tokenizer, q)
         right += out == a if match == "exact" else last(out) == last(a)
     return right / len(questions)
+
+
+def relative_change(before, after) -> float:
+    """||theta_after - theta_before|| / ||theta_before||, all parameters of two models of the same
+    architecture flattened into one vector: how far training moved the weights. Defined in chapter 9."""
+    b = torch.cat([p.detach().flatten() for p in before.parameters()])
+    a = torch.cat([p.detach().flatten() for p in after.parameters()])
+    if a.shape != b.shape:
+        raise ValueError(f"the models have different sizes: {b.numel()} and {a.numel()} parameters")
+    return ((a - b).norm() / b.norm()).item()
 
 
 #: Chapter 9's fine-tuning run: 120 steps of 16 exchanges about the fine-tuning half of the subjects.

@@ -29,7 +29,8 @@ def _reference(prompt, reply, eot):
 
 @question(QUESTIONS, "q1", "a training example with its loss mask", points=3)
 def sft_example(fn):
-    cases = [([1, 2, 3], [7, 8], 0), ([5], [6], 9), ([4, 4, 4, 4], [2, 3, 2, 3, 1], 0)]
+    # the last case repeats prompt tokens in the answer and as eot: masking by value, not position, fails it
+    cases = [([1, 2, 3], [7, 8], 0), ([5], [6], 9), ([4, 4, 4, 4], [2, 3, 2, 3, 1], 0), ([0, 5, 6], [6, 7], 0)]
     for prompt, reply, eot in cases:
         x, y = _reference(prompt, reply, eot)
         got = fn(list(prompt), list(reply), eot)
@@ -42,6 +43,9 @@ def sft_example(fn):
         if gx != x:
             raise Fail(f"prompt {prompt}, answer {reply}, eot {eot}: x should be {x} (every token but the last of "
                        f"prompt + answer + [eot]), got {gx}")
+        if len(gy) == len(y) and any(g == -100 and t != -100 and t in prompt for g, t in zip(gy, y)):
+            raise Fail(f"prompt {prompt}, answer {reply}, eot {eot}: an answer token that also occurs in the prompt "
+                       "lost its loss; decide by POSITION (is the target after the prompt?), not by token value")
         if gy[: len(prompt) - 1] == y[: len(prompt) - 1] and len(gy) == len(y) and gy[len(prompt) - 1] == -100:
             raise Fail("the first answer token is predicted at the LAST prompt position (<|assistant|>); "
                        "that target must carry loss")
