@@ -107,7 +107,9 @@ def rlhf(policy, ref, reward_model, tokenizer: BPETokenizer, questions: list[tup
     """Train a copy of ``policy`` to maximise reward - beta * KL to ``ref``. Returns (policy, log).
 
     ``questions`` are (question, true answer) pairs; the true answer is used only to log the
-    gold score, never for training. Defined in chapter 10.
+    gold score, never for training. An answer cut off at ``max_new_tokens`` (no end token) is
+    scored like any other, at its last token, which the reward model never saw in training:
+    one more place a policy could exploit. Defined in chapter 10.
     """
     from tqdm.auto import tqdm
 
