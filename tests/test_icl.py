@@ -1,0 +1,84 @@
+"""Chapter 12's groundwork: in-context-learning batches, few-shot scoring, attention patterns and induction scores."""
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils.icl import ICLBatches, attention_patterns, few_shot_accuracy, induction_scores
+from utils.model import GPT, GPTConfig
+from utils.pretraining import world_tokenizer
+from utils.tiny_world import World
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return world_tokenizer()
+
+
+def tiny(vocab, position="learned"):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=64, vocab_size=vocab, n_layer=2, n_head=2, n_embd=32, position=position)).eval()
+
+
+def test_batches_mix_three_kinds_of_rows(tok):
+    world = World(0)
+    data = ICLBatches(world, tok, mix={"world": 2, "few_shot": 3, "repeat": 2})
+    x, y = data.get_batch("train", 0)
+    assert x.shape[0] == 7 and x.shape == y.shape
+    assert torch.equal(x, data.get_batch("train", 0)[0]) and not torch.equal(x, data.get_batch("train", 1)[0])
+    few = tok.decode(x[2].tolist()) + tok.decode([y[2][(y[2] != -100).nonzero().max()].item()])
+    assert few.count(" ->") >= 2 and few.startswith("<|endoftext|>")
+    row, target = data.repeat_row(random.Random(0))
+    n = len(row) // 2  # row = [eot] + seq + seq[:-1]
+    assert row[1 : n + 1] == row[n + 1 :] + [target[-1]] and target[: n + 1] == [-100] * (n + 1)
+    assert target[n + 1 :] == row[n + 2 :] + [target[-1]]  # loss on the repeat after its first token
+    with pytest.raises(ValueError, match="mix must give"):
+        ICLBatches(world, tok, mix={"world": 1})
+
+
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_attention_patterns_reproduce_the_model(position):
+    model = tiny(50, position)
+    idx = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(1))
+    att = attention_patterns(model, idx)
+    assert att.shape == (2, 2, 2, 12, 12)
+    assert torch.allclose(att.sum(-1), torch.ones(2, 2, 2, 12)) and float(att.triu(1).abs().max()) == 0.0
+    block = model.transformer.h[0]  # the first layer's output is its weights applied to its values
+    x = block.ln_1(model.transformer.wte(idx) + (model.transformer.wpe(torch.arange(12)) if position == "learned" else 0))
+    _, _, v = block.attn.c_attn(x).split(32, dim=2)
+    v = v.view(2, 12, 2, 16).transpose(1, 2)
+    expected = block.attn(x, torch.arange(12))
+    got = block.attn.c_proj((att[0] @ v).transpose(1, 2).reshape(2, 12, 32))
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_induction_score_finds_a_planted_induction_head(monkeypatch):
+    import utils.icl as icl
+
+    model = tiny(50)
+    length, batch = 10, 3
+
+    def planted(model, idx):  # layer 0 head 1 attends exactly to the token after the first occurrence
+        T = idx.shape[1]
+        att = torch.full((2, idx.shape[0], 2, T, T), 0.0)
+        att[..., 0] = 1.0
+        for t in range(length, 2 * length):
+            att[0, :, 1, t, :] = 0.0
+            att[0, :, 1, t, t - length + 1] = 1.0
+        return att
+
+    monkeypatch.setattr(icl, "attention_patterns", planted)
+    scores = icl.induction_scores(model, length=length, batch=batch)
+    assert scores.shape == (2, 2) and scores[0, 1] == 1.0 and float(scores.sum()) == 1.0
+
+
+def test_few_shot_accuracy(tok):
+    model = tiny(tok.vocab_size)
+    world = World(0)
+    assert few_shot_accuracy(model, world, tok, "capital", 2, n=3) == 0.0  # a random model
+    with pytest.raises(ValueError, match="n must be"):
+        few_shot_accuracy(model, world, tok, "capital", 2, n=0)
+    real = induction_scores(model, length=8, batch=2)
+    assert real.shape == (2, 2) and float(real.max()) < 0.5
