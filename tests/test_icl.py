@@ -34,6 +34,8 @@ def test_batches_mix_three_kinds_of_rows(tok):
     n = len(row) // 2  # row = [eot] + seq + seq[:-1]
     assert row[1 : n + 1] == row[n + 1 :] + [target[-1]] and target[: n + 1] == [-100] * (n + 1)
     assert target[n + 1 :] == row[n + 2 :] + [target[-1]]  # loss on the repeat after its first token
+    first_special = min(tok.special_tokens.values())  # random tokens are never special tokens (300 rows, ~4000 draws)
+    assert all(max(data.repeat_row(random.Random(i))[0][1:]) < first_special for i in range(300))
     with pytest.raises(ValueError, match="mix must give"):
         ICLBatches(world, tok, mix={"world": 1})
 
@@ -80,5 +82,7 @@ def test_few_shot_accuracy(tok):
     assert few_shot_accuracy(model, world, tok, "capital", 2, n=3) == 0.0  # a random model
     with pytest.raises(ValueError, match="n must be"):
         few_shot_accuracy(model, world, tok, "capital", 2, n=0)
-    real = induction_scores(model, length=8, batch=2)
+    real = induction_scores(model, length=8, batch=2, token_range=(0, 509))
     assert real.shape == (2, 2) and float(real.max()) < 0.5
+    with pytest.raises(ValueError, match="token_range"):
+        induction_scores(model, token_range=(0, 10_000))

@@ -55,6 +55,7 @@ class ICLBatches:
             raise ValueError(f"mix must give a count >= 0 for 'world', 'few_shot' and 'repeat', got {mix}")
         self.world, self.tokenizer, self.mix, self.max_shots = world, tokenizer, mix, max_shots
         self.eot = tokenizer.special_tokens["<|endoftext|>"]
+        self.first_special = min(tokenizer.special_tokens.values())  # the world tokenizer puts them last
         self.world_rows = reference_batches()
         self.block_size = block_size
 
@@ -67,7 +68,7 @@ class ICLBatches:
         """Random tokens, then the same tokens again: only a look-back to the first copy predicts the second
         (its first token excepted: nothing announces where the repeat starts)."""
         n = rng.randint(4, 24)
-        seq = [rng.randrange(3, self.tokenizer.vocab_size) for _ in range(n)]  # ids 0-2 are the special tokens
+        seq = [rng.randrange(0, self.first_special) for _ in range(n)]  # ordinary tokens only
         ids = [self.eot] + seq + seq
         targets = ids[1:]
         return ids[:-1], [-100] * (n + 1) + targets[n + 1:]
@@ -169,16 +170,19 @@ def attention_patterns(model: GPT, idx: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def induction_scores(model: GPT, length: int = 30, batch: int = 8, vocab_low: int = 3, seed: int = 0) -> torch.Tensor:
+def induction_scores(model: GPT, length: int = 30, batch: int = 8, token_range: tuple[int, int] | None = None,
+                     seed: int = 0) -> torch.Tensor:
     """Per-head induction score (n_layer, n_head): on random token sequences repeated twice, the mean
     attention from each token of the second copy to the token *after* its first occurrence.
 
     An induction head (Olsson et al., 2022) looks back for the previous occurrence of the current
     token and attends to what came next, so that it can predict it; its score approaches 1.
     """
-    vocab = model.config.vocab_size
+    low, high = token_range or (0, model.config.vocab_size)  # pass (0, first special id) to leave those out
+    if not 0 <= low < high <= model.config.vocab_size:
+        raise ValueError(f"token_range must lie within [0, {model.config.vocab_size}], got {token_range}")
     g = torch.Generator().manual_seed(seed)
-    seq = torch.randint(vocab_low, vocab, (batch, length), generator=g)
+    seq = torch.randint(low, high, (batch, length), generator=g)
     device = next(model.parameters()).device
     idx = torch.cat([seq, seq], dim=1).to(device)
     att = attention_patterns(model, idx)  # (L, B, H, 2n, 2n)
