@@ -4,7 +4,6 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from utils.icl import ICLBatches, attention_patterns, few_shot_accuracy, induction_scores
 from utils.model import GPT, GPTConfig

@@ -140,3 +140,13 @@ def test_relative_change():
     assert relative_change(model, moved) == pytest.approx(0.1, rel=1e-5)
     with pytest.raises(ValueError, match="different sizes"):
         relative_change(model, GPT(GPTConfig(block_size=8, vocab_size=16, n_layer=2, n_head=1, n_embd=8)))
+
+
+def test_answer_text_cuts_at_the_end_token_then_the_newline(tok):
+    from utils.sft import answer_text
+
+    eot = tok.special_tokens["<|endoftext|>"]
+    ids = tok.encode_ordinary("He is 44.\nmore") + [eot] + tok.encode_ordinary("after")
+    assert answer_text(tok, ids) == "He is 44."
+    assert answer_text(tok, tok.encode_ordinary("It exports wool.") + [eot]) == "It exports wool."
+    assert answer_text(tok, [eot]) == ""

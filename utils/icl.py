@@ -24,15 +24,14 @@ import json
 import random
 import time
 from dataclasses import asdict
-from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .bpe import BPETokenizer
-from .model import GPT, GPTConfig, apply_rope, rope_cos_sin
-from .pretraining import load_reference, reference_batches, world_tokenizer
+from .model import GPT, apply_rope, rope_cos_sin
+from .pretraining import load_checkpoint, load_reference, reference_batches, world_tokenizer
 from .tiny_world import RELATIONS, World
 from .train import TrainConfig, Trainer
 
@@ -108,12 +107,7 @@ def train_icl_model(progress: bool = True) -> tuple[GPT, dict]:
 
 def load_icl_model(device=None) -> tuple[GPT, dict]:
     """The stored in-context-learning model (a fresh copy) and its record. Defined in chapter 12."""
-    path = resources.files("utils").joinpath("data", ICL_FILE)
-    with resources.as_file(path) as p:
-        state = torch.load(p, map_location="cpu", weights_only=False)
-    model = GPT(GPTConfig(**state["info"]["model_config"]))
-    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
-    return model.to(device or "cpu").eval(), dict(state["info"])
+    return load_checkpoint(ICL_FILE, device)
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ beta > 0 how strongly the policy is held near it. beta * (log pi - log ref) is D
 from __future__ import annotations
 
 import copy
-import random
 
 import torch
 import torch.nn as nn

@@ -45,7 +45,7 @@ from .train import Trainer, TrainConfig
 __all__ = ["WORLD_PATTERN", "SPECIAL_TOKENS", "train_world_tokenizer", "world_tokenizer", "pack_row", "WorldBatches",
            "CopyBatches", "token_losses", "sentence_losses", "true_token_surprisal", "gap_breakdown", "template_probabilities", "exact_cross_entropy", "world_contexts", "fact_accuracy",
            "SMALL_CONFIG", "SMALL_TRAIN", "SMALL_SENTENCES_PER_ROW", "REFERENCE_CONFIG", "REFERENCE_TRAIN", "REFERENCE_DATA",
-           "load_reference", "train_reference", "per_position_loss"]
+           "load_reference", "load_checkpoint", "train_reference", "per_position_loss"]
 
 #: GPT-2's pattern (utils.bpe.GPT2_PATTERN) with ``\p{N}`` instead of `` ?\p{N}+``: one token per digit.
 WORLD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -360,11 +360,20 @@ def evaluate_reference(model: GPT) -> float:
     return trainer.evaluate()
 
 
-@lru_cache(maxsize=1)
-def _reference_state():
-    path = resources.files("utils").joinpath("data", REFERENCE_FILE)
+@lru_cache(maxsize=4)
+def _stored_state(filename: str):
+    path = resources.files("utils").joinpath("data", filename)
     with resources.as_file(path) as p:
         return torch.load(p, map_location="cpu", weights_only=False)
+
+
+def load_checkpoint(filename: str, device=None) -> tuple[GPT, dict]:
+    """A fresh copy of a model stored in ``utils/data`` as {"model": state dict, "info": record with
+    "model_config"}, and its record."""
+    state = _stored_state(filename)
+    model = GPT(GPTConfig(**state["info"]["model_config"]))
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    return model.to(device or "cpu").eval(), dict(state["info"])
 
 
 def load_reference(device=None) -> tuple[GPT, dict]:
@@ -372,10 +381,7 @@ def load_reference(device=None) -> tuple[GPT, dict]:
 
     Trained by ``python -m utils.pretraining``; chapters 9 to 13 start from it. Defined in chapter 8.
     """
-    state = _reference_state()
-    model = GPT(GPTConfig(**state["info"]["model_config"]))
-    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
-    return model.to(device or "cpu").eval(), dict(state["info"])
+    return load_checkpoint(REFERENCE_FILE, device)
 
 
 def save_reference(model: GPT, info: dict, path: Path) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from .bpe import BPETokenizer
 from .preference import pad_sequences, sequence_logprob
-from .sft import chat_prompt, collate
+from .sft import answer_text, chat_prompt, collate
 
 __all__ = ["sample_answers", "score_batch", "RLHFConfig", "RLHFLog", "rlhf", "answer_kl", "greedy_answers",
            "gold_score"]
@@ -139,7 +139,7 @@ def rlhf(policy, ref, reward_model, tokenizer: BPETokenizer, questions: list[tup
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
-        texts = [tokenizer.decode([t for t in a if t != pad]).split("\n")[0] for _, a in samples]
+        texts = [answer_text(tokenizer, a) for _, a in samples]
         answers = [truth[q] for q in batch for _ in range(config.k)]
         log.reward.append(reward.mean().item())
         log.kl.append(kl.mean().item())
@@ -163,9 +163,8 @@ def answer_kl(policy, ref, tokenizer: BPETokenizer, questions: list[str], k: int
 
 def greedy_answers(model, tokenizer: BPETokenizer, questions: list[str], max_new_tokens: int = 12) -> list[str]:
     """The greedy answer text to each question (up to its first newline), prompts batched by length."""
-    eot = tokenizer.special_tokens["<|endoftext|>"]
     samples = sample_answers(model, tokenizer, questions, 1, max_new_tokens=max_new_tokens, greedy=True)
-    return [tokenizer.decode([t for t in a if t != eot]).split("\n")[0] for _, a in samples]
+    return [answer_text(tokenizer, a) for _, a in samples]
 
 
 def gold_score(model, tokenizer: BPETokenizer, questions: list[tuple[str, str]]) -> float:

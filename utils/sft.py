@@ -23,7 +23,7 @@ from .bpe import BPETokenizer
 from .tiny_world import World
 from .train import TrainConfig, Trainer
 
-__all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "split_subjects", "relative_change",
+__all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "answer_text", "split_subjects", "relative_change",
            "SFT_TRAIN", "SFT_BLOCK_SIZE", "SFT_BATCH_SIZE", "finetune_reference"]
 
 
@@ -110,10 +110,15 @@ def answer(model, tokenizer: BPETokenizer, question: str, max_new_tokens: int = 
     device = next(model.parameters()).device
     ids = torch.tensor([tokenizer.encode(chat_prompt(question), allowed_special="all")], device=device)
     settings = sampling or {"greedy": True}
-    out = model.generate(ids, max_new_tokens, **settings)[0, ids.shape[1]:].tolist()
+    return answer_text(tokenizer, model.generate(ids, max_new_tokens, **settings)[0, ids.shape[1]:].tolist())
+
+
+def answer_text(tokenizer: BPETokenizer, ids: list[int]) -> str:
+    """The text of a generated reply: its tokens up to the first ``<|endoftext|>``, decoded, up to
+    the first newline. Defined in chapter 9."""
     eot = tokenizer.special_tokens["<|endoftext|>"]
-    out = out[: out.index(eot)] if eot in out else out
-    return tokenizer.decode(out).split("\n")[0]
+    ids = ids[: ids.index(eot)] if eot in ids else ids
+    return tokenizer.decode(ids).split("\n")[0]
 
 
 def answer_accuracy(model, tokenizer: BPETokenizer, questions: list[tuple[str, str]], match: str = "exact") -> float:
