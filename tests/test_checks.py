@@ -554,3 +554,88 @@ def test_chapter10_reference_passes():
 ])
 def test_chapter10_mistakes_get_hints(check, wrong, hint):
     fails_with(check, hint, wrong)
+
+
+# -- chapters 11 to 13 ------------------------------------------------------------------------------
+def _split(C, r):
+    n = (C / (6 * r)) ** 0.5
+    return n, r * n
+
+
+def _best(params, C, sizes):
+    D = C / (6 * sizes)
+    return sizes[int(np.argmin(params["E"] + params["A"] / sizes ** params["alpha"] + params["B"] / D ** params["beta"]))]
+
+
+def _loglog(x, y):
+    slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
+    return float(np.exp(intercept)), -slope
+
+
+def _posterior(prior, like):
+    with np.errstate(divide="ignore"):
+        logp = np.log(prior) + np.log(like).sum(0)
+    p = np.exp(logp - logp.max())
+    return p / p.sum()
+
+
+def _steps(a, b):
+    cols, carry = [], 0
+    for x, y in zip(str(a)[::-1], str(b)[::-1]):
+        t = int(x) + int(y) + carry
+        cols.append(f"{x}+{y}+{carry}={t}")
+        carry = t // 10
+    return ";".join(cols) + f";so {a + b}"
+
+
+def test_chapters_11_to_13_references_pass():
+    from utils.checks import ch11, ch12, ch13
+    from utils.arithmetic import majority_vote
+    from utils.tiny_world import parse_answer
+
+    passes(ch11.chinchilla_split, _split)
+    passes(ch11.fit_loglog, _loglog)
+    passes(ch11.isoflop_best, _best)
+    passes(ch11.exact_match, lambda p, n: p ** n, 0.5 ** (1 / 6))
+    passes(ch12.few_shot_prompt, lambda ex, q: "\n".join([f"{s} -> {v}" for s, v in ex] + [f"{q} ->"]))
+    passes(ch12.induction_score, lambda att, L: att[:, __import__("torch").arange(L, 2 * L - 1),
+                                                      __import__("torch").arange(1, L)].mean(-1))
+    passes(ch12.posterior, _posterior)
+    passes(ch12.gd_attention, lambda X, Y, xq, lr: lr * (X @ xq) @ Y / len(X))
+    passes(ch13.write_steps, _steps)
+    passes(ch13.final_answer, parse_answer)
+    passes(ch13.majority, majority_vote)
+    passes(ch13.vote_accuracy, lambda s, t, k: sum(majority_vote(r[:k]) == x for r, x in zip(s, t)) / len(t))
+
+
+def _ch(n):
+    import importlib
+
+    return importlib.import_module(f"utils.checks.ch{n}")
+
+
+@pytest.mark.parametrize("name,wrong,hint", [
+    ("11.chinchilla_split", lambda C, r: ((C / r) ** 0.5, r * (C / r) ** 0.5), "the 6 of C = 6 N D"),
+    ("11.fit_loglog", lambda x, y: (_loglog(x, y)[0], -_loglog(x, y)[1]), "the sign of p"),
+    ("11.fit_loglog", lambda x, y: (np.log(_loglog(x, y)[0]), _loglog(x, y)[1]), "not log k"),
+    ("11.isoflop_best", lambda p, C, s: s[int(np.argmax(p["E"] + p["A"] / s ** p["alpha"]
+                                                     + p["B"] / (C / (6 * s)) ** p["beta"]))], "HIGHEST"),
+    ("11.exact_match", lambda p, n: p * n, "multiply"),
+    ("12.few_shot_prompt", lambda ex, q: "\n".join([f"{s} -> {v}" for s, v in ex] + [f"{q} ->"]) + "\n", "right after"),
+    ("12.induction_score", lambda att, L: att[:, __import__("torch").arange(L, 2 * L - 1),
+                                              __import__("torch").arange(0, L - 1)].mean(-1), "AFTER it"),
+    ("12.posterior", lambda prior, like: prior * like.prod(0), "normalise"),
+    ("12.posterior", lambda prior, like: prior * like.prod(0) / max((prior * like.prod(0)).sum(), 1e-300), "underflow"),
+    ("12.gd_attention", lambda X, Y, xq, lr: lr * (X @ xq) @ Y, "divide the sum by n"),
+    ("12.gd_attention", lambda X, Y, xq, lr: -lr * (X @ xq) @ Y / len(X), "the sign"),
+    ("13.write_steps", lambda a, b: _steps(a, b).replace("+0=", "=", 1), "carry in every column"),
+    ("13.final_answer", lambda c: int(c.split(";")[0].split("=")[-1]) if "=" in c else None, "expected"),
+    ("13.majority", lambda ans: max(set(ans), key=ans.count), "None"),
+    ("13.majority", lambda ans: max(set(a for a in ans if a is not None) or [None],
+                                    key=lambda a: (ans.count(a), a)), "seen first"),
+    ("13.vote_accuracy", lambda s, t, k: sum(__import__("utils.arithmetic", fromlist=["x"]).majority_vote(r) == x
+                                             for r, x in zip(s, t)) / len(t), "FIRST k"),
+])
+def test_chapters_11_to_13_mistakes_get_hints(name, wrong, hint):
+    chapter, check = name.split(".")
+    fails_with(getattr(_ch(chapter), check), hint, wrong)

@@ -85,3 +85,67 @@ def test_few_shot_accuracy(tok):
     assert real.shape == (2, 2) and float(real.max()) < 0.5
     with pytest.raises(ValueError, match="token_range"):
         induction_scores(model, token_range=(0, 10_000))
+
+
+def test_task_posterior_sharpens_and_rules_out_wrong_kinds():
+    from utils.icl import task_posterior
+
+    world = World(0)
+    countries = world.subjects("country")
+    examples = [(s, world.facts("country", s)["capital"]) for s in countries[:3]]
+    prior = task_posterior(world, [])
+    assert all(abs(p - 0.25) < 1e-12 for p in prior.values())
+    one, three = task_posterior(world, examples[:1]), task_posterior(world, examples)
+    assert one["job"] == one["home"] == 0.0  # a country is never asked for a job
+    assert 0.5 < one["capital"] < three["capital"] < 1.0
+    assert abs(sum(three.values()) - 1) < 1e-12
+    with pytest.raises(ValueError, match="noise"):
+        task_posterior(world, examples, noise=0.0)
+
+
+def test_answer_probabilities_and_zero_shot_on_a_random_model(tok):
+    from utils.icl import answer_probabilities, relation_lines, zero_shot_accuracy
+
+    world = World(0)
+    model = tiny(tok.vocab_size)
+    probs = answer_probabilities(model, world, tok, "job", 2, n=2)
+    assert set(probs) == {"job", "home"} and abs(sum(probs.values()) - 1) < 1e-6
+    people = world.subjects("person")[:3]
+    rows = relation_lines(world, tok, "job", people)
+    assert tok.decode(rows[0]) == f"<|endoftext|>{people[0]} -> {world.facts('person', people[0])['job']}\n"
+    assert zero_shot_accuracy(model, world, tok, "job", people) == 0.0
+
+
+def test_fine_tuning_on_a_relation_changes_weights_and_counts_flops(tok):
+    from dataclasses import replace
+
+    from utils.icl import FINETUNE_TRAIN, finetune_on_relation
+
+    world = World(0)
+    model = tiny(tok.vocab_size)
+    before = [p.detach().clone() for p in model.parameters()]
+    cost = finetune_on_relation(model, world, tok, "job", world.subjects("person")[:4],
+                                replace(FINETUNE_TRAIN, max_steps=2, warmup_steps=1, eval_every=2), batch_size=2)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert cost["flops"] == 6 * model.num_params(non_embedding=False) * cost["tokens"] and cost["tokens"] > 0
+
+
+def test_one_linear_attention_layer_is_one_gradient_descent_step():
+    import numpy as np
+
+    from utils.icl_gd import gd_step_prediction, linear_self_attention, lsa_gd_weights, regression_prompt, train_lsa
+
+    rng = np.random.default_rng(0)
+    for d_in, d_out, n, lr in [(3, 1, 10, 0.5), (4, 2, 7, 0.1)]:
+        X, Y, x_q, _ = regression_prompt(rng, n, d_in, d_out)
+        E = np.vstack([np.hstack([X, Y]), np.hstack([x_q, np.zeros(d_out)])])
+        out = linear_self_attention(E, *lsa_gd_weights(d_in, d_out, lr))
+        assert np.allclose(out[d_in:], gd_step_prediction(X, Y, x_q, lr))
+        assert np.allclose(out[:d_in], x_q)  # the x part of the query passes through
+        W = rng.normal(size=(d_out, d_in))  # from another start, the same step as explicit gradient descent
+        grad = (X @ W.T - Y).T @ X / n
+        assert np.allclose(gd_step_prediction(X, Y, x_q, lr, W0=W), (W - lr * grad) @ x_q)
+    (W_K, W_Q, W_V), losses = train_lsa(d_in=2, n=8, steps=300, seed=0)
+    assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:20])
+    with pytest.raises(ValueError, match="T >= 2"):
+        linear_self_attention(np.zeros((1, 3)), W_K, W_Q, W_V)

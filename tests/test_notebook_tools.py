@@ -70,6 +70,7 @@ def test_toc_lists_exactly_the_chapter_and_exercise_notebooks(root):
     files = {c["file"] for part in toc["parts"] for c in part["chapters"]}
     on_disk = {p.relative_to(root).with_suffix("").as_posix()
                for folder in ("chapters", "exercises") for p in (root / folder).glob("*.ipynb")}
+    on_disk |= {p.relative_to(root).with_suffix("").as_posix() for p in (root / "chapters").glob("*.md")}  # closing page
     assert files == on_disk
     assert {p.name for p in (root / "exercises").glob("*.ipynb")} == {p.name for p in (root / "solutions").glob("*.ipynb")}
     assert {p.name for p in (root / "chapters").glob("*.ipynb")} == {p.name for p in (root / "solutions").glob("*.ipynb")}

@@ -10,9 +10,10 @@ tables and repeated names. ``ICLBatches`` mixes three kinds of rows:
     repeat rows      a random token sequence, then the same sequence again (loss only on the repeat)
 
 ``python -m utils.icl`` continues training the reference model on this mixture and writes
-``utils/data/icl_model.pt``; ``load_icl_model()`` loads it. (Not shipped yet: chapter 12 is in
-preparation. 200 steps, about 60 s on 2 CPU cores, give ~100% few-shot accuracy from one example
-on, unchanged with wrong labels, but no induction heads yet: see the session notes.) ``few_shot_accuracy`` scores a model
+``utils/data/icl_model.pt`` (200 steps, about a minute on 2 CPU cores); ``load_icl_model()`` loads
+it. Those 200 steps teach the few-shot format but do not grow induction heads;
+``train_induction_model`` trains a small model on repeated sequences alone, where they appear
+within a few hundred steps. ``few_shot_accuracy`` scores a model
 on ``World.few_shot_prompt`` and ``induction_scores`` measures, per head, how much attention goes
 from a repeated token to the token that followed its first occurrence (Olsson et al., 2022).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
 from dataclasses import asdict
@@ -30,13 +32,15 @@ import torch
 import torch.nn.functional as F
 
 from .bpe import BPETokenizer
-from .model import GPT, apply_rope, rope_cos_sin
+from .model import GPT, GPTConfig, apply_rope, rope_cos_sin
 from .pretraining import load_checkpoint, load_reference, reference_batches, world_tokenizer
 from .tiny_world import RELATIONS, World
 from .train import TrainConfig, Trainer
 
 __all__ = ["ICLBatches", "ICL_TRAIN", "train_icl_model", "load_icl_model", "few_shot_accuracy",
-           "attention_patterns", "induction_scores"]
+           "attention_patterns", "induction_scores", "task_posterior", "answer_probabilities", "relation_lines",
+           "finetune_on_relation", "zero_shot_accuracy", "FINETUNE_TRAIN", "INDUCTION_CONFIG", "INDUCTION_TRAIN",
+           "repeated_sequences", "train_induction_model", "UNPRACTISED", "held_out_few_shot_accuracy"]
 
 ICL_TRAIN = TrainConfig(max_steps=200, lr=1e-3, min_lr=1e-4, warmup_steps=10, eval_every=50, eval_batches=2)
 ICL_FILE = "icl_model.pt"
@@ -183,6 +187,198 @@ def induction_scores(model: GPT, length: int = 30, batch: int = 8, token_range: 
     query = torch.arange(length, 2 * length - 1, device=device)  # second copy, all but its last token
     key = query - length + 1  # the token after the first occurrence
     return att[:, :, :, query, key].mean(dim=(1, 3))
+
+
+# -- why it works: task inference ------------------------------------------------------------------
+def task_posterior(world: World, examples: list[tuple[str, str]], noise: float = 0.1) -> dict[str, float]:
+    """An ideal Bayesian reader's posterior over the world's relations after seeing ``examples``.
+
+    Prior: uniform over ``RELATIONS``. Likelihood of one example (subject, value) under relation r:
+    0 if the subject is of the wrong kind; otherwise 1 - ``noise`` if value is the subject's true
+    r-value, and ``noise`` / (number of other r-values) if not (a labeller who sometimes errs).
+    This is the picture of Xie et al. (2022): the prompt is evidence about which task is meant.
+    """
+    if not 0 < noise < 1:
+        raise ValueError(f"noise must be in (0, 1), got {noise}")
+    log_post = {}
+    for relation, (kind, attribute) in RELATIONS.items():
+        values = {world.facts(kind, s)[attribute] for s in world.subjects(kind)}
+        logp = 0.0
+        for subject, value in examples:
+            if subject not in world.subjects(kind):
+                logp = float("-inf")
+                break
+            right = world.facts(kind, subject)[attribute] == value
+            logp += math.log(1 - noise) if right else math.log(noise / max(1, len(values) - 1))
+        log_post[relation] = logp
+    top = max(log_post.values())
+    if top == float("-inf"):
+        raise ValueError("no relation fits the subjects of these examples")
+    weights = {r: math.exp(v - top) for r, v in log_post.items()}
+    total = sum(weights.values())
+    return {r: w / total for r, w in weights.items()}
+
+
+@torch.no_grad()
+def answer_probabilities(model: GPT, world: World, tokenizer: BPETokenizer, relation: str, n_shots: int,
+                         n: int = 20, seed: int = 10**6, wrong_labels: bool = False) -> dict[str, float]:
+    """The model's own "posterior" over tasks: on ``n`` few-shot prompts of ``relation``, the mean
+    probability, normalised over the relations whose subjects are of the same kind, that the model
+    gives to each relation's answer for the query (e.g. its capital vs its export)."""
+    kind = RELATIONS[relation][0]
+    rivals = [r for r, (k, _) in RELATIONS.items() if k == kind]
+    eot = tokenizer.special_tokens["<|endoftext|>"]
+    device = next(model.parameters()).device
+    totals = dict.fromkeys(rivals, 0.0)
+    for i in range(n):
+        prompt, _ = world.few_shot_prompt(random.Random(seed + i), relation, n_shots, wrong_labels=wrong_labels)
+        query = prompt.rsplit("\n", 1)[-1][: -len(" ->")]
+        context = [eot] + tokenizer.encode_ordinary(prompt)
+        logps = {}
+        for r in rivals:
+            answer = tokenizer.encode_ordinary(" " + world.facts(kind, query)[RELATIONS[r][1]])
+            ids = torch.tensor([context + answer], device=device)
+            logits = model(ids[:, :-1])[0][0].float()
+            logp = F.log_softmax(logits[len(context) - 1:], dim=-1)
+            logps[r] = logp.gather(1, ids[0, len(context):, None]).sum().item()
+        top = max(logps.values())
+        z = sum(math.exp(v - top) for v in logps.values())
+        for r in rivals:
+            totals[r] += math.exp(logps[r] - top) / z / n
+    return totals
+
+
+# -- ICL vs fine-tuning -----------------------------------------------------------------------------
+#: A relation the ICL model never practised in few-shot lists (its facts are in the world's text).
+UNPRACTISED = {"age": ("person", "age")}
+
+
+def _kind_attribute(relation: str) -> tuple[str, str]:
+    if relation in RELATIONS:
+        return RELATIONS[relation]
+    if relation in UNPRACTISED:
+        return UNPRACTISED[relation]
+    raise ValueError(f"relation must be one of {sorted(RELATIONS) + sorted(UNPRACTISED)}, got {relation!r}")
+
+
+def relation_lines(world: World, tokenizer: BPETokenizer, relation: str, subjects: list[str]) -> list[list[int]]:
+    """One row per subject: "<|endoftext|>subject -> value\n" (the zero-shot format of a relation)."""
+    kind, attribute = _kind_attribute(relation)
+    eot = tokenizer.special_tokens["<|endoftext|>"]
+    return [[eot] + tokenizer.encode_ordinary(f"{s} -> {world.facts(kind, s)[attribute]}\n") for s in subjects]
+
+
+FINETUNE_TRAIN = TrainConfig(max_steps=60, lr=1e-3, min_lr=1e-4, warmup_steps=5, eval_every=60, eval_batches=1)
+
+
+def finetune_on_relation(model: GPT, world: World, tokenizer: BPETokenizer, relation: str, subjects: list[str],
+                         config: TrainConfig = FINETUNE_TRAIN, batch_size: int = 8, seed: int = 0) -> dict:
+    """Fine-tune ``model`` in place on zero-shot lines of one relation for ``subjects`` (loss on the
+    value only). Returns the training FLOPs (6 x parameters x tokens that pass through) and seconds."""
+    rows = relation_lines(world, tokenizer, relation, subjects)
+    arrow = tokenizer.encode_ordinary(" ->")
+
+    def get_batch(split, step):
+        rng = random.Random(seed * 1000 + step + (10**6 if split == "val" else 0))
+        chosen = [rng.choice(rows) for _ in range(batch_size)]
+        width = max(map(len, chosen)) - 1
+        x = torch.full((batch_size, width), chosen[0][0], dtype=torch.long)
+        y = torch.full((batch_size, width), -100, dtype=torch.long)
+        for i, r in enumerate(chosen):
+            start = next(j for j in range(len(r)) if r[j:j + len(arrow)] == arrow) + len(arrow) - 1
+            x[i, : len(r) - 1] = torch.tensor(r[:-1])
+            y[i, start: len(r) - 1] = torch.tensor(r[start + 1:])
+        return x, y
+
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    tokens = sum(int(get_batch("train", s)[0].numel()) for s in range(config.max_steps))
+    Trainer(model, config, get_batch, device=next(model.parameters()).device).fit(progress=False)
+    model.eval()
+    return {"flops": 6 * model.num_params(non_embedding=False) * tokens, "tokens": tokens,
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model: GPT, world: World, tokenizer: BPETokenizer, relation: str, subjects: list[str]) -> float:
+    """Share of ``subjects`` for which "<|endoftext|>subject ->" greedily continues with the right value."""
+    kind, attribute = _kind_attribute(relation)
+    eot = tokenizer.special_tokens["<|endoftext|>"]
+    device = next(model.parameters()).device
+    right = 0
+    for s in subjects:
+        ids = torch.tensor([[eot] + tokenizer.encode_ordinary(f"{s} ->")], device=device)
+        target = tokenizer.encode_ordinary(f" {world.facts(kind, s)[attribute]}")
+        right += model.generate(ids, len(target), greedy=True)[0, ids.shape[1]:].tolist() == target
+    return right / len(subjects)
+
+
+@torch.no_grad()
+def held_out_few_shot_accuracy(model: GPT, world: World, tokenizer: BPETokenizer, relation: str,
+                               examples_from: list[str], queries: list[str], n_shots: int, seed: int = 0) -> float:
+    """Few-shot accuracy on ``queries`` with the ``n_shots`` examples of each prompt drawn from
+    ``examples_from`` only (so that ICL and fine-tuning use the same labelled subjects)."""
+    kind, attribute = _kind_attribute(relation)
+    eot = tokenizer.special_tokens["<|endoftext|>"]
+    device = next(model.parameters()).device
+    right = 0
+    for i, query in enumerate(queries):
+        shots = random.Random(seed * 10_007 + i).sample(examples_from, n_shots)
+        prompt = "\n".join([f"{s} -> {world.facts(kind, s)[attribute]}" for s in shots] + [f"{query} ->"])
+        ids = torch.tensor([[eot] + tokenizer.encode_ordinary(prompt)], device=device)
+        target = tokenizer.encode_ordinary(f" {world.facts(kind, query)[attribute]}")
+        right += model.generate(ids, len(target), greedy=True)[0, ids.shape[1]:].tolist() == target
+    return right / len(queries)
+
+
+# -- induction heads in a model trained to copy ------------------------------------------------------
+#: RoPE makes "the token one back" the same relative offset at every position, which a previous-token
+#: head needs; with learned absolute positions this model forms no induction head in the same budget.
+INDUCTION_CONFIG = GPTConfig(block_size=48, vocab_size=64, n_layer=2, n_head=4, n_embd=64, position="rope")
+INDUCTION_TRAIN = TrainConfig(max_steps=1500, lr=1e-3, min_lr=1e-4, warmup_steps=50, eval_every=400, eval_batches=2)
+
+
+def repeated_sequences(step: int, batch: int = 32, width: int = 48, vocab: int = 64, split: str = "train"):
+    """(x, y) of shape (batch, width): each row is a start token 0, a random prefix of random length,
+    then a random sequence of 8 to width // 2 - 1 tokens twice, then random filler; loss only on the
+    second copy (its first token excepted). Tokens are drawn from 1..vocab-1. The copy's length and
+    place vary from row to row, so "attend k positions back" cannot predict it: only a look-back to
+    the same token's earlier occurrence can."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if width < 18:
+        raise ValueError(f"width must be >= 18 (two copies of 8 tokens and a start token), got {width}")
+    g = torch.Generator().manual_seed(2 * step + (split == "val"))
+    x = torch.randint(1, vocab, (batch, width + 1), generator=g)
+    x[:, 0] = 0
+    y = torch.full((batch, width), -100, dtype=torch.long)
+    lengths = torch.randint(8, width // 2, (batch,), generator=g)
+    for row in range(batch):
+        n = int(lengths[row])
+        start = 1 + int(torch.randint(0, width + 1 - 2 * n, (1,), generator=g))
+        x[row, start + n:start + 2 * n] = x[row, start:start + n]
+        y[row, start + n:start + 2 * n - 1] = x[row, start + n + 1:start + 2 * n]
+    return x[:, :-1], y
+
+
+def train_induction_model(config: GPTConfig = INDUCTION_CONFIG, train: TrainConfig = INDUCTION_TRAIN,
+                          record_every: int = 50, seed: int = 0) -> tuple[GPT, list[dict]]:
+    """Train a small GPT on ``repeated_sequences`` (a few seconds on a CPU), recording every
+    ``record_every`` steps the training loss and the best head's induction score: Olsson et al.
+    (2022) saw induction heads appear in a sudden "phase change", and so can we."""
+    length = config.block_size // 2
+    torch.manual_seed(seed)
+    model = GPT(config)
+    trainer = Trainer(model, train, lambda split, step: repeated_sequences(step, width=config.block_size,
+                                                                          vocab=config.vocab_size, split=split),
+                      device="cpu")
+    curve = []
+    while trainer.step < train.max_steps:
+        trainer.fit(steps=record_every, progress=False)
+        scores = induction_scores(model, length=length, batch=8, token_range=(1, config.vocab_size))
+        model.train()
+        curve.append({"step": trainer.step, "loss": trainer.history.train_loss[-1], "score": float(scores.max())})
+    return model.eval(), curve
 
 
 def _main(argv=None) -> int:

@@ -23,6 +23,7 @@ import argparse
 import itertools
 import json
 import math
+import random
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -34,12 +35,16 @@ from .pretraining import SMALL_SENTENCES_PER_ROW, SMALL_TRAIN, WORLD_VOCAB_SIZE,
 from .tiny_world import World
 from .train import Trainer
 
-__all__ = ["SWEEP", "BIG_SWEEP", "sweep_config", "train_point", "run_sweep", "load_sweep", "fit_scaling_law",
-           "fit_power_law", "predict", "compute_optimal", "PUBLISHED"]
+__all__ = ["SWEEP", "BIG_SWEEP", "eval_floor", "sweep_config", "train_point", "run_sweep", "load_sweep", "fit_scaling_law",
+           "fit_power_law", "predict", "compute_optimal", "isoflop_groups", "isoflop_minimum", "PUBLISHED"]
 
-SWEEP = {"widths": [16, 32, 64, 128], "steps": [50, 100, 200, 400, 800], "batch_size": 16, "n_layer": 2}
+#: The CPU sweep: every width x every budget, plus longer runs of the small models ("extra"), so that
+#: each isoFLOP line (equal C = 6ND) holds both a small model trained long and a big one trained short.
+SWEEP = {"widths": [16, 32, 64, 128], "steps": [50, 100, 200, 400, 800], "batch_size": 16, "n_layer": 2,
+         "extra": [[16, 1600], [16, 3200], [16, 6400], [32, 1600], [32, 3200],
+                   [8, 400], [8, 800], [8, 1600], [8, 3200], [8, 6400], [8, 12800], [16, 12800]]}
 BIG_SWEEP = {"widths": [16, 32, 64, 128, 256, 384], "steps": [50, 100, 200, 400, 800, 1600, 3200],
-             "batch_size": 32, "n_layer": 4}
+             "batch_size": 32, "n_layer": 4, "extra": [[16, 6400], [32, 6400], [64, 6400]]}
 SWEEP_FILE = "scaling_sweep.json"
 #: Published fits, for comparison (Kaplan et al., 2020, eqs. 1.1-1.2; Hoffmann et al., 2022, eq. 10).
 PUBLISHED = {
@@ -49,9 +54,10 @@ PUBLISHED = {
 
 
 def sweep_config(width: int, n_layer: int = 2) -> GPTConfig:
-    """The model of one sweep point: chapter 8's small model with another width (heads of size 16 or more)."""
-    if width < 16 or width % 16:
-        raise ValueError(f"width must be a multiple of 16, >= 16, got {width}")
+    """The model of one sweep point: chapter 8's small model with another width (up to 4 heads of size >= 16;
+    width 8 has one head of size 8)."""
+    if width < 8 or width % 8 or (width > 16 and width % 16):
+        raise ValueError(f"width must be 8 or a multiple of 16, got {width}")
     return GPTConfig(block_size=128, vocab_size=WORLD_VOCAB_SIZE, n_layer=n_layer, n_head=max(1, min(4, width // 16)),
                      n_embd=width)
 
@@ -78,15 +84,40 @@ def run_sweep(grid: dict = SWEEP, device: str = "cpu", verbose: bool = True) -> 
     world, tok = World(seed=0), world_tokenizer()
     start = time.perf_counter()
     points = []
-    for width, steps in itertools.product(grid["widths"], grid["steps"]):
+    pairs = list(itertools.product(grid["widths"], grid["steps"])) + [tuple(p) for p in grid.get("extra", [])]
+    for width, steps in pairs:
         points.append(train_point(width, steps, grid["batch_size"], grid["n_layer"], device=device))
         p = points[-1]
         if verbose:
             print(f"width {width:>4}  steps {steps:>5}  N {p['N']:>9,}  D {p['D']:>10,}  loss {p['loss']:.4f}  "
                   f"({p['seconds']} s)", flush=True)
-    return {"grid": grid, "floor": world.entropy_per_token(tok.encode_ordinary), "torch": torch.__version__,
+    return {"grid": grid, "floor": world.entropy_per_token(tok.encode_ordinary), "eval_floor": eval_floor(
+        batch_size=grid["batch_size"]), "torch": torch.__version__,
             "device": device, "train_config": asdict(SMALL_TRAIN), "seconds": round(time.perf_counter() - start),
             "points": points}
+
+
+def eval_floor(eval_batches: int = 8, batch_size: int = SWEEP["batch_size"], seed: int = 0) -> float:
+    """The entropy floor of the exact validation sentences the sweep evaluates on.
+
+    The world's floor (``World.entropy_per_token``) is an average over all possible text; the
+    validation loss averages over 8 batches of sampled sentences, which can be a little easier
+    or harder than average. Their own floor is sum(-ln p(sentence)) / (tokens that carry loss),
+    batch by batch, averaged as ``Trainer.evaluate`` averages. No model can score below it.
+    """
+    world, tok = World(seed=0), world_tokenizer()
+    data = WorldBatches(world, tok, SMALL_SENTENCES_PER_ROW, batch_size, seed=seed)
+    probs = dict(world.all_sentences())
+    floors = []
+    for i in range(eval_batches):
+        rng = random.Random(data.seed * 1_000_003 + data.SEEDS["val"] * 7_919_993 + i)  # as get_batch draws
+        sentences = [world.sample_sentence(rng) for _ in range(SMALL_SENTENCES_PER_ROW * batch_size)]
+        y = data.get_batch("val", i)[1]
+        tokens = int((y != -100).sum())
+        if tokens != sum(len(tok.encode_ordinary(s + "\n")) for s in sentences):
+            raise RuntimeError("WorldBatches no longer draws sentences as eval_floor assumes")
+        floors.append(sum(-math.log(probs[s]) for s in sentences) / tokens)
+    return sum(floors) / len(floors)
 
 
 def load_sweep(path: str | Path | None = None) -> dict:
@@ -186,6 +217,46 @@ def fit_power_law(x, y) -> tuple[float, float]:
     return math.exp(coef[0].item()), coef[1].item()
 
 
+def isoflop_groups(points: list[dict], min_points: int = 3) -> list[list[dict]]:
+    """The sweep's points grouped into isoFLOP lines, each sorted by N.
+
+    Doubling the width multiplies N by about 4, and a quarter of the steps divides D by 4, so
+    points (w, s), (2w, s/4), (4w, s/16) ... spend about the same compute C = 6ND (within a few
+    per cent). Points are grouped by log2(width) * 2 + log2(steps); groups with fewer than
+    ``min_points`` points are dropped. Groups come in order of increasing compute.
+    """
+    groups: dict[int, list[dict]] = {}
+    for p in points:
+        key = round(2 * math.log2(p["width"]) + math.log2(p["steps"]))
+        groups.setdefault(key, []).append(p)
+    out = [sorted(g, key=lambda p: p["N"]) for _, g in sorted(groups.items()) if len(g) >= min_points]
+    return out
+
+
+def isoflop_minimum(group: list[dict], floor: float) -> dict:
+    """The compute-optimal model size along one isoFLOP line, in the spirit of Hoffmann et al. (2022),
+    Approach 2: fit a parabola in log N through the best measured point and its two neighbours, and
+    take its vertex. We fit log(L - floor), the loss a model can still lose, rather than L: near the
+    floor every L is flat and a parabola in L has no clear minimum. Returns C (the line's mean
+    compute), N_opt, D_opt = C / (6 N_opt) and the three points used. If the best point is at the
+    end of the line, or the parabola opens downwards, N_opt is the best measured N (``fitted`` False).
+    """
+    if len(group) < 3:
+        raise ValueError(f"a parabola needs at least 3 points, got {len(group)}")
+    if any(p["loss"] <= floor for p in group):
+        raise ValueError(f"every loss must be above the floor {floor}")
+    C = sum(p["C"] for p in group) / len(group)
+    i = min(range(len(group)), key=lambda k: group[k]["loss"])
+    local = group[max(0, min(i - 1, len(group) - 3)):][:3]
+    x = torch.tensor([math.log(p["N"]) for p in local], dtype=torch.float64)
+    y = torch.tensor([math.log(p["loss"] - floor) for p in local], dtype=torch.float64)
+    X = torch.stack([x ** 2, x, torch.ones_like(x)], dim=1)
+    a, b, _ = torch.linalg.lstsq(X, y.unsqueeze(1)).solution.flatten().tolist()
+    fitted = 0 < i < len(group) - 1 and a > 0
+    n_opt = math.exp(-b / (2 * a)) if fitted else group[i]["N"]
+    return {"C": C, "N_opt": n_opt, "D_opt": C / (6 * n_opt), "fitted": fitted, "used": local}
+
+
 def compute_optimal(params: dict, C) -> tuple:
     """(N_opt, D_opt) minimising E + A/N^alpha + B/D^beta under C = 6 N D (Hoffmann et al., 2022, eq. 4)."""
     alpha, beta, A, B = params["alpha"], params["beta"], params["A"], params["B"]
@@ -200,6 +271,8 @@ def _main(argv=None) -> int:
     parser.add_argument("--big", action="store_true", help="the bigger grid (use a GPU)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / SWEEP_FILE)
     parser.add_argument("--check", action="store_true", help="retrain the smallest stored point and compare")
+    parser.add_argument("--extra-only", action="store_true",
+                        help="train only the grid's extra points and add them to the stored file")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.check:
@@ -211,7 +284,17 @@ def _main(argv=None) -> int:
     from .device import get_device
 
     device = "cpu" if not args.big else get_device().type
-    result = run_sweep(BIG_SWEEP if args.big else SWEEP, device=device)
+    grid = BIG_SWEEP if args.big else SWEEP
+    if args.extra_only:
+        stored = load_sweep(args.out)
+        done = {(p["width"], p["steps"]) for p in stored["points"]}
+        todo = [p for p in grid["extra"] if tuple(p) not in done]
+        more = run_sweep({**grid, "widths": [], "steps": [], "extra": todo}, device=device)
+        stored["points"] += more["points"]
+        stored["grid"], stored["seconds"] = grid, stored["seconds"] + more["seconds"]
+        result = stored
+    else:
+        result = run_sweep(grid, device=device)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out} ({result['seconds']} s)")
     return 0

@@ -1,0 +1,99 @@
+"""Checks for the chapter 11 exercises: scaling laws.
+
+Usage in the notebook::
+
+    from utils.checks import ch11 as check
+    check.chinchilla_split(chinchilla_split)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..scaling import PUBLISHED, fit_power_law, predict
+from . import Fail, as_array, question
+
+QUESTIONS: dict = {}
+
+
+def _pair(got, what):
+    if got is None:
+        raise Fail(f"{what} returned None: did you forget `return`?")
+    try:
+        a, b = got
+        return float(a), float(b)
+    except (TypeError, ValueError):
+        raise Fail(f"{what} must return a pair of two numbers, got {got!r}") from None
+
+
+@question(QUESTIONS, "q1", "the compute-optimal split", points=2)
+def chinchilla_split(fn):
+    for C, r in [(5.76e23, 20.0), (1e21, 20.0), (3.0e20, 100.0), (6.0, 1.0)]:
+        n_exp = math.sqrt(C / (6 * r))
+        n, d = _pair(fn(C, r), "chinchilla_split")
+        if math.isclose(n, math.sqrt(C / r), rel_tol=1e-6):
+            raise Fail("you left out the 6 of C = 6 N D")
+        if not (math.isclose(n, n_exp, rel_tol=1e-6) and math.isclose(d, r * n_exp, rel_tol=1e-6)):
+            raise Fail(f"for C={C:.3g}, {r:g} tokens per parameter: expected N={n_exp:.4g}, D={r * n_exp:.4g}, got "
+                       f"N={n:.4g}, D={d:.4g}; solve C = 6 N D with D = r N")
+    n, d = _pair(fn(5.76e23, 20.0), "chinchilla_split")
+    return f"Chinchilla's budget, 5.76e23 FLOPs: N = {n / 1e9:.0f}B parameters, D = {d / 1e12:.2f}T tokens"
+
+
+@question(QUESTIONS, "q2", "fit a power law on log-log axes", points=2)
+def fit_loglog(fn):
+    rng = np.random.default_rng(0)
+    x = np.logspace(3, 7, 9)
+    for k, p, noise in [(30.0, 0.3, 0.0), (5.0, 0.076, 0.0), (400.0, 0.5, 0.02)]:
+        y = k * x ** -p * np.exp(noise * rng.normal(size=x.size))
+        k_exp, p_exp = fit_power_law(x, y)
+        got = fn(x.copy(), y.copy())
+        gk, gp = _pair(got, "fit_loglog")
+        if math.isclose(gp, -p_exp, rel_tol=1e-4):
+            raise Fail("the sign of p: y = k * x**(-p), so p is minus the slope of log y against log x")
+        if math.isclose(gk, math.log(k_exp), rel_tol=1e-4):
+            raise Fail("return k itself, not log k: exponentiate the intercept")
+        if not (math.isclose(gk, k_exp, rel_tol=1e-4) and math.isclose(gp, p_exp, rel_tol=1e-4)):
+            raise Fail(f"expected k={k_exp:.4g}, p={p_exp:.4g}, got k={gk:.4g}, p={gp:.4g}: fit a straight line "
+                       "to (log x, log y) by least squares (np.polyfit(np.log(x), np.log(y), 1))")
+    return "a straight line on log-log axes: slope -p, intercept log k"
+
+
+@question(QUESTIONS, "q3", "the best model on an isoFLOP line", points=2)
+def isoflop_best(fn):
+    H = PUBLISHED["hoffmann"]
+    sizes = np.logspace(8, 12, 41)
+    for C in (1e21, 5.76e23, 1e25):
+        losses = [predict(H, n, C / (6 * n)) for n in sizes]
+        expected = float(sizes[int(np.argmin(losses))])
+        got = fn(H, C, sizes.copy())
+        if got is None:
+            raise Fail("isoflop_best returned None: did you forget `return`?")
+        got = float(got)
+        if math.isclose(got, float(sizes[int(np.argmax(losses))])):
+            raise Fail("that is the size with the HIGHEST loss; take the lowest")
+        if not math.isclose(got, expected, rel_tol=1e-9):
+            raise Fail(f"for C={C:.3g}: expected N={expected:.4g}, got {got:.4g}; for each N the tokens are "
+                       "D = C / (6 N), the loss E + A/N^alpha + B/D^beta")
+    best = fn(H, 5.76e23, sizes.copy())
+    return (f"at Chinchilla's budget this law's best size on the grid is {best / 1e9:.0f}B parameters (the paper's "
+            "other two methods gave about 70B; Besiroglu et al., 2024, found the parametric fit inconsistent with them)")
+
+
+@question(QUESTIONS, "q4", "exact match from per-digit accuracy", points=2)
+def exact_match(fn, threshold=None):
+    p = np.linspace(0.0, 1.0, 11)
+    for n in (1, 3, 6):
+        got = as_array(fn(p.copy(), n), "exact_match")
+        if got.shape != p.shape:
+            raise Fail(f"return one value per entry of p, shape {p.shape}, got {got.shape}")
+        if n > 1 and np.allclose(got, p * n):
+            raise Fail("all n digits must be right: multiply the probabilities (p ** n), do not add them")
+        if not np.allclose(got, p ** n):
+            raise Fail(f"for n={n}, expected {np.round(p ** n, 4).tolist()}, got {np.round(got, 4).tolist()}")
+    if threshold is not None:
+        if not math.isclose(float(threshold), 0.5 ** (1 / 6), rel_tol=1e-3):
+            raise Fail(f"per_digit_for_half = {threshold}: the per-digit accuracy p with p ** 6 = 0.5 is 0.5 ** (1/6)")
+    return f"a 6-digit answer needs {0.5 ** (1 / 6):.3f} per digit to be right half the time"
