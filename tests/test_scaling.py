@@ -79,3 +79,27 @@ def test_the_stored_sweep():
     widest, longest = max(SWEEP["widths"]), max(SWEEP["steps"])
     assert by[(widest, longest)] < by[(widest, min(SWEEP["steps"]))]
     assert by[(widest, longest)] < by[(min(SWEEP["widths"]), longest)]
+
+
+def test_isoflop_lines_and_their_minimum():
+    from utils.scaling import isoflop_groups, isoflop_minimum
+
+    # points on a law with a known optimum: equal-compute diagonals (2w, s/4), a U-shape in log N
+    points = []
+    for w, s in [(8, 3200), (16, 800), (32, 200), (64, 50), (8, 800), (16, 200), (32, 50), (16, 50)]:
+        n, d = 100 * w ** 2, 1000 * s
+        loss = 1.0 + 0.05 * (math.log(n) - math.log(100 * 16 ** 2)) ** 2 + 1e-9 * d  # best at width 16
+        points.append({"width": w, "steps": s, "N": n, "D": d, "C": 6 * n * d, "loss": loss})
+    lines = isoflop_groups(points)
+    assert [len(g) for g in lines] == [3, 4]  # the lone (16, 50) point is dropped
+    assert all(g == sorted(g, key=lambda p: p["N"]) for g in lines)
+    opt = isoflop_minimum(lines[1], floor=0.5)
+    assert opt["fitted"] and 100 * 8 ** 2 < opt["N_opt"] < 100 * 32 ** 2
+    assert opt["D_opt"] == pytest.approx(opt["C"] / (6 * opt["N_opt"]))
+    rising = [dict(p, loss=1.0 + i) for i, p in enumerate(lines[1])]  # best at the smallest model: a bound
+    edge = isoflop_minimum(rising, floor=0.5)
+    assert not edge["fitted"] and edge["N_opt"] == rising[0]["N"]
+    with pytest.raises(ValueError, match="above the floor"):
+        isoflop_minimum(lines[1], floor=2.0)
+    with pytest.raises(ValueError, match="at least 3"):
+        isoflop_minimum(lines[1][:2], floor=0.5)

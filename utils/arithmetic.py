@@ -34,7 +34,7 @@ from .tiny_world import addition_example, parse_answer
 
 __all__ = ["ARITH_EARLY_STEP", "ArithmeticTokenizer", "AdditionBatches", "ARITH_CONFIG", "ARITH_TRAIN", "MAX_DIGITS", "held_out_sums",
            "complete", "accuracy_by_digits", "answer_token_stats", "self_consistency", "train_arithmetic_model",
-           "load_arithmetic_model", "majority_vote", "sample_answers"]
+           "load_arithmetic_model", "majority_vote", "sample_answers", "completion_token_stats"]
 
 MAX_DIGITS = 5
 ARITH_CONFIG = GPTConfig(block_size=128, vocab_size=17, n_layer=4, n_head=4, n_embd=128, position="rope")
@@ -226,14 +226,40 @@ class _FixedPair(random.Random):
         return self._values.pop(0)
 
 
+@torch.no_grad()
+def completion_token_stats(model: GPT, pairs: list[tuple[int, int]], steps: bool) -> dict:
+    """Teacher-forced on the correct completion (all its tokens: steps, answer and the closing newline):
+    the mean loss per token, the fraction of tokens the model ranks first, the mean number of tokens,
+    and the fraction of completions whose every token it ranks first; plus, generating freely and
+    greedily, the fraction of final answers that are right (chapter 11's emergence curve)."""
+    tok = ArithmeticTokenizer()
+    device = next(model.parameters()).device
+    losses, hits, whole, lengths = [], [], [], []
+    for a, b in pairs:
+        prompt, completion = addition_example(_FixedPair(a, b), len(str(a)), steps)
+        p, c = tok.encode("\n" + prompt), tok.encode(completion + "\n")
+        ids = torch.tensor([p + c], device=device)
+        logits = model(ids[:, :-1])[0][0].float()[len(p) - 1:]
+        targets = ids[0, len(p):]
+        losses.append(F.cross_entropy(logits, targets, reduction="none"))
+        ok = logits.argmax(-1) == targets
+        hits.append(ok)
+        whole.append(bool(ok.all()))
+        lengths.append(len(c))
+    answers = [parse_answer(c[0]) for c in complete(model, pairs, steps)]
+    return {"loss": torch.cat(losses).mean().item(), "token_accuracy": torch.cat(hits).float().mean().item(),
+            "tokens": sum(lengths) / len(lengths), "teacher_forced_exact": sum(whole) / len(whole),
+            "greedy_exact": sum(ans == a + b for ans, (a, b) in zip(answers, pairs)) / len(pairs)}
+
+
 def train_arithmetic_model(steps: bool, config: GPTConfig = ARITH_CONFIG, train: TrainConfig = ARITH_TRAIN,
                            seed: int = 0, device: str = "cpu", progress: bool = True,
                            record_every: int = 0, record_digits: int = MAX_DIGITS, record_n: int = 100,
                            snapshot_at: int | None = None, stop_at: int | None = None) -> tuple[GPT, dict]:
     """Train one model of chapter 13 from scratch (with or without written steps).
 
-    With ``record_every`` > 0, every that many steps the teacher-forced answer statistics
-    (``answer_token_stats``) on ``record_n`` sums of ``record_digits`` digits are recorded in
+    With ``record_every`` > 0, every that many steps the statistics of ``completion_token_stats``
+    on ``record_n`` sums of ``record_digits`` digits are recorded in
     ``info["curve"]``: chapter 11 plots them against training compute. ``snapshot_at`` keeps a copy
     of the weights at that step in ``info["snapshot"]`` (a multiple of ``record_every``);
     ``stop_at`` ends training there, with the learning-rate schedule of the full run, so its
@@ -256,7 +282,7 @@ def train_arithmetic_model(steps: bool, config: GPTConfig = ARITH_CONFIG, train:
         if record_every:
             model.eval()
             curve.append({"step": trainer.step, "flops": flops_per_step * trainer.step,
-                          **answer_token_stats(model, pairs, steps)})
+                          **completion_token_stats(model, pairs, steps)})
             model.train()
     model = model.cpu().eval()
     info = {"steps": steps, "trained_steps": trainer.step, "eval_loss": history.eval_loss[-1] if history.eval_loss else None, "eval_steps": history.eval_steps,
@@ -293,7 +319,7 @@ def _main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     train = replace(ARITH_TRAIN, max_steps=args.max_steps, eval_every=max(1, args.max_steps // 4))
-    every = max(1, args.max_steps // 15)
+    every = max(1, args.max_steps // 30)
     for kind in ("steps", "plain"):
         if args.only and args.only != kind and not (args.only == "early" and kind == "steps"):
             continue

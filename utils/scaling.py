@@ -1,6 +1,6 @@
 """Scaling laws measured on the tiny world: a sweep of models x token budgets, and the fits (chapter 11).
 
-    python -m utils.scaling              # the CPU sweep (about 3 minutes): writes utils/data/scaling_sweep.json
+    python -m utils.scaling              # the CPU sweep (about 14 minutes): writes utils/data/scaling_sweep.json
     python -m utils.scaling --big        # more sizes and budgets, for a GPU
     python -m utils.scaling --check      # retrain one stored point and compare
 
