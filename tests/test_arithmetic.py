@@ -1,7 +1,5 @@
 """Chapter 13's arithmetic data, scoring and self-consistency (and chapter 11's emergence curve)."""
 
-import random
-
 import pytest
 import torch
 
@@ -99,4 +97,3 @@ def test_self_consistency_is_reproducible():
     assert set(a) == {1, 5} and all(0 <= v <= 1 for v in a.values())
     with pytest.raises(ValueError, match="early"):
         load_arithmetic_model(steps=False, early=True)
-    random.seed(0)

@@ -170,3 +170,16 @@ def test_loading_an_incomplete_or_untied_state_dict_fails(hf_pair):
     untied["lm_head.weight"] = untied["lm_head.weight"].clone() + 1
     with pytest.raises(ValueError, match="not tied"):
         GPT.from_hf_state_dict(untied, GPTConfig(**SMALL))
+
+
+def test_weights_fingerprint_sees_any_change():
+    from utils.model import weights_fingerprint
+
+    torch.manual_seed(0)
+    a = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=8))
+    b = GPT(a.config)
+    b.load_state_dict(a.state_dict())
+    assert weights_fingerprint(a) == weights_fingerprint(b)
+    with torch.no_grad():
+        b.transformer.h[0].mlp.c_fc.weight[0, 0] += 1e-7  # one weight, a tiny change
+    assert weights_fingerprint(a) != weights_fingerprint(b)

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from . import sampling_torch
 from .device import autocast_for
 
-__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "KVCache", "rope_cos_sin", "apply_rope"]
+__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "KVCache", "rope_cos_sin", "apply_rope",
+           "weights_fingerprint"]
 
 
 @dataclass
@@ -328,3 +329,14 @@ class GPT(nn.Module):
         n_layer, n_head, n_embd = sizes[name]
         hf = GPT2LMHeadModel.from_pretrained(name)
         return cls.from_hf_state_dict(hf.state_dict(), GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd))
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A short SHA-256 of every weight's name and exact bytes: equal fingerprints mean identical weights.
+    Chapters 12 and 13 use it to show that prompting (few-shot examples, chains of thought) changes none."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
