@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from utils.course_tokenizers import course_tokenizer
-from utils.tiny_world import TEMPLATES, World, addition_example, parse_answer
+from utils.tiny_world import TEMPLATES, World, addition_completion, addition_example, parse_answer
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +103,9 @@ def test_addition_known_answer_and_errors():
 
     assert addition_example(Fixed(), 2, steps=True) == ("47+85=", "7+5+0=12;4+8+1=13;so 132")
     assert parse_answer("no number here") is None
+    assert addition_completion(47, 85, True) == "7+5+0=12;4+8+1=13;so 132" and addition_completion(5, 7, False) == "12"
+    with pytest.raises(ValueError, match="same number of digits"):
+        addition_completion(999, 1, True)
     with pytest.raises(ValueError, match="n_digits must be an integer >= 1"):
         addition_example(random.Random(0), 0, steps=False)
 

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 
 from .model import GPT, GPTConfig
 from .train import TrainConfig, Trainer
-from .tiny_world import addition_example, parse_answer
+from .tiny_world import addition_completion, addition_example, parse_answer
 
 __all__ = ["ARITH_EARLY_STEP", "ArithmeticTokenizer", "AdditionBatches", "ARITH_CONFIG", "ARITH_TRAIN", "MAX_DIGITS", "held_out_sums",
-           "complete", "accuracy_by_digits", "answer_token_stats", "self_consistency", "train_arithmetic_model",
+           "complete", "accuracy_by_digits", "self_consistency", "train_arithmetic_model",
            "load_arithmetic_model", "majority_vote", "sample_answers", "completion_token_stats"]
 
 MAX_DIGITS = 5
@@ -191,42 +191,6 @@ def self_consistency(model: GPT, pairs: list[tuple[int, int]], steps: bool, ks=(
 
 
 @torch.no_grad()
-def answer_token_stats(model: GPT, pairs: list[tuple[int, int]], steps: bool) -> dict:
-    """Teacher-forced on the correct completion: the mean loss per answer digit (the digits of the final
-    sum), the fraction of answer digits the model ranks first, and the fraction of sums whose every digit
-    it ranks first (exact match under teacher forcing)."""
-    tok = ArithmeticTokenizer()
-    losses, hits, exact = [], [], []
-    for a, b in pairs:
-        rng = _FixedPair(a, b)
-        prompt, completion = addition_example(rng, len(str(a)), steps)
-        ids = tok.encode("\n" + prompt + completion + "\n")
-        answer = str(a + b)
-        start = len(ids) - 1 - len(answer)  # positions of the sum's digits in ids
-        x = torch.tensor([ids[:-1]], device=next(model.parameters()).device)
-        logits = model(x)[0][0].float()
-        targets = torch.tensor(ids[start:start + len(answer)], device=x.device)
-        rows = logits[start - 1:start - 1 + len(answer)]
-        losses.append(F.cross_entropy(rows, targets, reduction="none"))
-        ok = rows.argmax(-1) == targets
-        hits.append(ok)
-        exact.append(bool(ok.all()))
-    return {"loss": torch.cat(losses).mean().item(), "digit_accuracy": torch.cat(hits).float().mean().item(),
-            "exact_match": sum(exact) / len(exact)}
-
-
-class _FixedPair(random.Random):
-    """A Random whose two randint calls return a then b (to write the example of a known pair)."""
-
-    def __init__(self, a: int, b: int):
-        super().__init__(0)
-        self._values = [a, b]
-
-    def randint(self, low, high):
-        return self._values.pop(0)
-
-
-@torch.no_grad()
 def completion_token_stats(model: GPT, pairs: list[tuple[int, int]], steps: bool) -> dict:
     """Teacher-forced on the correct completion (all its tokens: steps, answer and the closing newline):
     the mean loss per token, the fraction of tokens the model ranks first, the mean number of tokens,
@@ -236,8 +200,7 @@ def completion_token_stats(model: GPT, pairs: list[tuple[int, int]], steps: bool
     device = next(model.parameters()).device
     losses, hits, whole, lengths = [], [], [], []
     for a, b in pairs:
-        prompt, completion = addition_example(_FixedPair(a, b), len(str(a)), steps)
-        p, c = tok.encode("\n" + prompt), tok.encode(completion + "\n")
+        p, c = tok.encode(f"\n{a}+{b}="), tok.encode(addition_completion(a, b, steps) + "\n")
         ids = torch.tensor([p + c], device=device)
         logits = model(ids[:, :-1])[0][0].float()[len(p) - 1:]
         targets = ids[0, len(p):]

@@ -114,6 +114,14 @@ def load_icl_model(device=None) -> tuple[GPT, dict]:
     return load_checkpoint(ICL_FILE, device)
 
 
+def _greedy_answers(model: GPT, tokenizer: BPETokenizer, prompt: str, answer: str) -> bool:
+    """Whether the model, given "<|endoftext|>" + prompt, greedily writes exactly ``answer`` next."""
+    eot = tokenizer.special_tokens["<|endoftext|>"]
+    ids = torch.tensor([[eot] + tokenizer.encode_ordinary(prompt)], device=next(model.parameters()).device)
+    target = tokenizer.encode_ordinary(answer)
+    return model.generate(ids, len(target), greedy=True)[0, ids.shape[1]:].tolist() == target
+
+
 @torch.no_grad()
 def few_shot_accuracy(model: GPT, world: World, tokenizer: BPETokenizer, relation: str, n_shots: int, n: int = 40,
                       wrong_labels: bool = False, seed: int = 10**6, separator: str = " ->") -> float:
@@ -123,15 +131,10 @@ def few_shot_accuracy(model: GPT, world: World, tokenizer: BPETokenizer, relatio
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    device = next(model.parameters()).device
-    eot = tokenizer.special_tokens["<|endoftext|>"]
     right = 0
     for i in range(n):
         prompt, answer = world.few_shot_prompt(random.Random(seed + i), relation, n_shots, wrong_labels=wrong_labels)
-        ids = torch.tensor([[eot] + tokenizer.encode_ordinary(prompt.replace(" ->", separator))], device=device)
-        target = tokenizer.encode_ordinary(answer)
-        out = model.generate(ids, len(target), greedy=True)[0, ids.shape[1]:].tolist()
-        right += out == target
+        right += _greedy_answers(model, tokenizer, prompt.replace(" ->", separator), answer)
     return right / n
 
 
@@ -302,15 +305,7 @@ def finetune_on_relation(model: GPT, world: World, tokenizer: BPETokenizer, rela
 @torch.no_grad()
 def zero_shot_accuracy(model: GPT, world: World, tokenizer: BPETokenizer, relation: str, subjects: list[str]) -> float:
     """Share of ``subjects`` for which "<|endoftext|>subject ->" greedily continues with the right value."""
-    kind, attribute = _kind_attribute(relation)
-    eot = tokenizer.special_tokens["<|endoftext|>"]
-    device = next(model.parameters()).device
-    right = 0
-    for s in subjects:
-        ids = torch.tensor([[eot] + tokenizer.encode_ordinary(f"{s} ->")], device=device)
-        target = tokenizer.encode_ordinary(f" {world.facts(kind, s)[attribute]}")
-        right += model.generate(ids, len(target), greedy=True)[0, ids.shape[1]:].tolist() == target
-    return right / len(subjects)
+    return held_out_few_shot_accuracy(model, world, tokenizer, relation, [], subjects, n_shots=0)
 
 
 @torch.no_grad()
@@ -318,16 +313,14 @@ def held_out_few_shot_accuracy(model: GPT, world: World, tokenizer: BPETokenizer
                                examples_from: list[str], queries: list[str], n_shots: int, seed: int = 0) -> float:
     """Few-shot accuracy on ``queries`` with the ``n_shots`` examples of each prompt drawn from
     ``examples_from`` only (so that ICL and fine-tuning use the same labelled subjects)."""
+    if not queries:
+        raise ValueError("queries must not be empty")
     kind, attribute = _kind_attribute(relation)
-    eot = tokenizer.special_tokens["<|endoftext|>"]
-    device = next(model.parameters()).device
     right = 0
     for i, query in enumerate(queries):
         shots = random.Random(seed * 10_007 + i).sample(examples_from, n_shots)
         prompt = "\n".join([f"{s} -> {world.facts(kind, s)[attribute]}" for s in shots] + [f"{query} ->"])
-        ids = torch.tensor([[eot] + tokenizer.encode_ordinary(prompt)], device=device)
-        target = tokenizer.encode_ordinary(f" {world.facts(kind, query)[attribute]}")
-        right += model.generate(ids, len(target), greedy=True)[0, ids.shape[1]:].tolist() == target
+        right += _greedy_answers(model, tokenizer, prompt, f" {world.facts(kind, query)[attribute]}")
     return right / len(queries)
 
 

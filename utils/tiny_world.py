@@ -33,7 +33,7 @@ import random
 from dataclasses import dataclass, field
 
 __all__ = ["TEMPLATES", "QUESTIONS", "RELATIONS", "PREFERENCE_RULE", "FACT_SLOTS", "World", "DOC_SEPARATOR", "addition_example",
-           "parse_answer"]
+           "addition_completion", "parse_answer"]
 
 #: (template, probability, subject kind). Every template starts with different words, so no two
 #: templates can produce the same sentence.
@@ -297,17 +297,22 @@ def addition_example(rng: random.Random, n_digits: int, steps: bool) -> tuple[st
         raise ValueError(f"n_digits must be an integer >= 1, got {n_digits!r}")
     low = 10 ** (n_digits - 1) if n_digits > 1 else 0
     a, b = rng.randint(low, 10**n_digits - 1), rng.randint(low, 10**n_digits - 1)
-    prompt = f"{a}+{b}="
+    return f"{a}+{b}=", addition_completion(a, b, steps)
+
+
+def addition_completion(a: int, b: int, steps: bool) -> str:
+    """The completion of "a+b=" for two numbers of the same number of digits: the sum, or with
+    ``steps`` every column right to left as ``digit+digit+carry=total``, then ``so`` and the sum."""
+    if not (isinstance(a, int) and isinstance(b, int)) or a < 0 or b < 0 or len(str(a)) != len(str(b)):
+        raise ValueError(f"a and b must be non-negative integers with the same number of digits, got {a!r} and {b!r}")
     if not steps:
-        return prompt, str(a + b)
+        return str(a + b)
     columns, carry = [], 0
-    da, db = str(a)[::-1], str(b)[::-1]
-    for i in range(n_digits):
-        x, y = int(da[i]), int(db[i])
+    for x, y in zip(map(int, str(a)[::-1]), map(int, str(b)[::-1])):
         total = x + y + carry
         columns.append(f"{x}+{y}+{carry}={total}")
         carry = total // 10
-    return prompt, ";".join(columns) + f";so {a + b}"
+    return ";".join(columns) + f";so {a + b}"
 
 
 def parse_answer(completion: str) -> int | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import random
 
-from ..arithmetic import _FixedPair, majority_vote
-from ..tiny_world import addition_example, parse_answer
+from ..arithmetic import majority_vote
+from ..tiny_world import addition_completion, addition_example, parse_answer
 from . import Fail, question
 
 QUESTIONS: dict = {}
@@ -19,12 +19,8 @@ QUESTIONS: dict = {}
 
 @question(QUESTIONS, "q1", "write the steps of an addition", points=3)
 def write_steps(fn):
-    cases = [(47, 85), (5, 7), (999, 1), (12345, 67890), (0, 0), (500, 500)]
-    for a, b in cases:
-        n = max(len(str(a)), len(str(b)))
-        expected = addition_example(_FixedPair(a, b), n, True)[1] if len(str(a)) == len(str(b)) else None
-        if expected is None:
-            continue
+    for a, b in [(47, 85), (5, 7), (12345, 67890), (0, 0), (500, 500)]:
+        expected = addition_completion(a, b, True)
         got = fn(a, b)
         if got is None:
             raise Fail("write_steps returned None: did you forget `return`?")
