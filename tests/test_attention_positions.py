@@ -92,10 +92,45 @@ def test_numpy_ffn_equals_the_model_mlp():
         np.testing.assert_allclose(ffn(x, W1, b1, W2, b2), mlp(torch.tensor(x)).numpy(), atol=1e-12)
 
 
-def test_autocast_is_a_no_op_on_cpu():
+def test_autocast_is_a_no_op_on_cpu(monkeypatch):
     import contextlib
 
     from utils.device import autocast_for
 
+    monkeypatch.delenv("LLMCC_AUTOCAST", raising=False)
     assert isinstance(autocast_for("cpu"), contextlib.nullcontext)
     assert isinstance(autocast_for(torch.device("cpu")), contextlib.nullcontext)
+
+
+def test_bf16_only_where_native_and_forced_bf16_trains_on_cpu(monkeypatch):
+    """A T4 (7.5) only emulates bf16 and stays in float32; bf16 forced on the CPU runs the real path."""
+    from utils.device import autocast_for, bf16_autocast_enabled
+    from utils.model import GPT, GPTConfig
+
+    monkeypatch.delenv("LLMCC_AUTOCAST", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, native in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert bf16_autocast_enabled("cuda") is native, capability
+    monkeypatch.undo()
+    monkeypatch.setenv("LLMCC_AUTOCAST", "off")
+    assert not bf16_autocast_enabled("cpu")
+    monkeypatch.setenv("LLMCC_AUTOCAST", "fp8")
+    with pytest.raises(ValueError, match="LLMCC_AUTOCAST must be"):
+        bf16_autocast_enabled("cpu")
+    monkeypatch.setenv("LLMCC_AUTOCAST", "bf16")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=32, n_layer=1, n_head=2, n_embd=32))
+    x = torch.randint(0, 32, (8, 16))
+    with autocast_for("cpu"):
+        logits, loss = model(x, x)
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(loss)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = loss.item()
+    for _ in range(30):
+        with autocast_for("cpu"):
+            _, loss = model(x, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first  # it learns: the bf16 path is not silently broken

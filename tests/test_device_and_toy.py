@@ -15,13 +15,19 @@ from utils.toy_lm import BigramLM
 
 def test_get_device_order_and_override(monkeypatch):
     monkeypatch.delenv("LLMCC_DEVICE", raising=False)
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"  # MPS only when asked for
     assert get_device().type == expected
     assert get_device("cpu").type == "cpu"
     monkeypatch.setenv("LLMCC_DEVICE", "cpu")
     assert get_device().type == "cpu"
     with pytest.raises(ValueError, match="prefer must be one of"):
         get_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="PyTorch sees none"):
+            get_device("cuda")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="MPS, which is not available"):
+            get_device("mps")
 
 
 def test_seed_everything_makes_numpy_and_torch_repeat():

@@ -7,7 +7,8 @@ import nbformat
 import pytest
 import yaml
 
-from utils.notebook_tools import make_exercise, repository_url, setup_cell_source, strip_solutions, sync
+from utils.notebook_tools import (course_version, make_exercise, repository_url, setup_cell_source, strip_solutions,
+                                  sync)
 
 
 def test_function_block_becomes_not_implemented():
@@ -52,17 +53,21 @@ def test_committed_exercises_and_setup_cells_are_in_sync(root):
 
 
 def test_every_notebook_starts_with_the_hidden_setup_cell(root):
-    url, branch = repository_url(root)
-    expected = setup_cell_source(url, branch)
+    url, _ = repository_url(root)
+    expected = setup_cell_source(url, course_version(root))
     for path in sorted(root.glob("*/[0-9][0-9]_*.ipynb")):
         first = nbformat.read(path, as_version=4).cells[0]
         assert first.cell_type == "code" and "remove-cell" in first.metadata.get("tags", []), path
         assert first.source == expected, path
 
 
-def test_setup_cell_is_a_no_op_when_installed():
-    src = setup_cell_source("https://example.invalid/repo", "main")
-    exec(compile(src, "<setup>", "exec"), {})  # would try pip (and fail) if utils were missing
+def test_setup_cell_is_a_no_op_when_installed(capsys):
+    import utils
+
+    src = setup_cell_source("https://example.invalid/repo", utils.__version__)
+    exec(compile(src, "<setup>", "exec"), namespace := {})  # would try pip (and fail) if utils were missing
+    assert capsys.readouterr().out == ""
+    assert set(namespace) <= {"__builtins__", "_course_setup"}  # nothing else leaks into the notebook
 
 
 def test_toc_lists_exactly_the_chapter_and_exercise_notebooks(root):
@@ -115,3 +120,44 @@ def test_exercise_intros_state_the_real_number_of_questions_and_points(root):
         assert (int(match.group(1)), int(match.group(2))) == (len(questions), sum(q.points for q in questions)), path
         headings = re.findall(r"## Question (\d+) \((\d+) points?\)", "\n".join(c.source for c in nb.cells))
         assert [(int(n), int(p)) for n, p in headings] == [(i + 1, q.points) for i, q in enumerate(questions)], path
+
+
+# --- stored outputs that hold on every machine ------------------------------------------------
+
+def _code_cells(root):
+    for folder in ("chapters", "solutions"):
+        for path in sorted((root / folder).glob("*.ipynb")):
+            for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+                if cell.cell_type == "code":
+                    yield path.relative_to(root).as_posix(), i, cell
+
+
+def test_every_unchecked_output_has_an_assert_instead(root):
+    """nbval skips a cell tagged nbval-ignore-output; such a cell must check its claim itself.
+
+    The tag (not the NBVAL_IGNORE_OUTPUT comment, which readers would see) marks outputs that
+    come from training or sampling and so differ between machines and seeds.
+    """
+    problems = []
+    for name, i, cell in _code_cells(root):
+        if re.search(r"NBVAL", cell.source):
+            problems.append(f"{name} cell {i}: use the cell tag nbval-ignore-output, not a comment")
+        if "nbval-ignore-output" in cell.metadata.get("tags", []) and not re.search(r"^\s*assert\b", cell.source, re.M):
+            problems.append(f"{name} cell {i}: output not compared by nbval and no assert checks its claim")
+    assert problems == []
+
+
+def test_seed_parameter_can_be_changed(root):
+    from utils.notebook_tools import has_seed, with_seed
+
+    seeded = [p for folder in ("chapters", "solutions") for p in sorted((root / folder).glob("*.ipynb")) if has_seed(p)]
+    assert len(seeded) >= 8  # chapters 5-10, 12, 13 train or sample
+    for path in seeded:
+        nb = with_seed(nbformat.read(path, as_version=4), 7)
+        assert sum(len(re.findall(r"^SEED = 7\b", c.source, re.M)) for c in nb.cells if c.cell_type == "code") == 1
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    with pytest.raises(ValueError, match="exactly one"):
+        with_seed(nb, 1)
+    nb.cells.append(nbformat.v4.new_code_cell("SEED = 0\nSEED = 0"))
+    with pytest.raises(ValueError, match="exactly one"):
+        with_seed(nb, 1)

@@ -14,4 +14,5 @@ nothing and imports nothing heavy; import the module you need, e.g. ``from utils
 - ``utils.notebook_tools``  ``python -m utils.notebook_tools sync|check|execute``
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place the version lives (pyproject.toml and the notebooks read it)
+__distribution__ = "llm-core-concepts"  # what the setup cells check, to tell this package from another `utils`

@@ -11,28 +11,34 @@ import random
 
 import numpy as np
 
-__all__ = ["get_device", "seed_everything", "autocast_for"]
+__all__ = ["get_device", "seed_everything", "autocast_for", "bf16_autocast_enabled"]
 
 
 def get_device(prefer: str | None = None):
-    """Return the best available ``torch.device``: CUDA, then Apple MPS, then CPU.
+    """Return the ``torch.device`` the course runs on: CUDA if there is a GPU, else the CPU.
 
-    ``prefer`` (or the environment variable ``LLMCC_DEVICE``) forces one, e.g. ``"cpu"`` to
-    reproduce the book's stored outputs on a GPU machine. Defined in chapter 1.
+    Apple's MPS is used only when asked for (``prefer="mps"`` or ``LLMCC_DEVICE=mps``): readers
+    of other courses report MPS training losses far from the CPU's, and the chapters' claims have
+    not been checked on it. ``prefer`` (or the environment variable ``LLMCC_DEVICE``) forces a
+    device, e.g. ``"cpu"`` on a GPU machine; asking for one that is not there is an error now,
+    not at the first tensor. Defined in chapter 1.
     """
     import torch
 
     choice = prefer or os.environ.get("LLMCC_DEVICE")
     if choice:
         allowed = ("cpu", "cuda", "mps")
-        if choice.split(":")[0] not in allowed:
+        if not isinstance(choice, str) or choice.split(":")[0] not in allowed:
             raise ValueError(f"prefer must be one of {allowed} (optionally 'cuda:N'), got {choice!r}")
+        kind = choice.split(":")[0]
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"prefer={choice!r} asks for a CUDA GPU, but PyTorch sees none; use 'cpu'")
+        mps = getattr(torch.backends, "mps", None)
+        if kind == "mps" and not (mps is not None and mps.is_available()):
+            raise ValueError(f"prefer={choice!r} asks for Apple's MPS, which is not available here; use 'cpu'")
         return torch.device(choice)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
     return torch.device("cpu")
 
 
@@ -55,8 +61,31 @@ def seed_everything(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def bf16_autocast_enabled(device) -> bool:
+    """Whether ``autocast_for(device)`` turns on bf16 autocast.
+
+    By default only on CUDA GPUs with native bf16 arithmetic (compute capability 8.0 and newer:
+    A100, RTX 30xx, L4, H100). Older GPUs such as Colab's free T4 (7.5) report bf16 as
+    "supported" because PyTorch emulates it, slowly, so they keep float32. The environment
+    variable ``LLMCC_AUTOCAST`` overrides the choice: ``bf16`` forces it on any device (the test
+    suite uses this on the CPU to check that the chapters' claims survive bf16), ``off`` disables it.
+    Defined in chapter 7.
+    """
+    import torch
+
+    choice = os.environ.get("LLMCC_AUTOCAST", "").strip().lower()
+    if choice not in ("", "bf16", "off"):
+        raise ValueError(f"LLMCC_AUTOCAST must be 'bf16', 'off' or unset, got {choice!r}")
+    if choice:
+        return choice == "bf16"
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def autocast_for(device):
-    """bf16 autocast on a CUDA GPU that supports it; a no-op context everywhere else (CPU, MPS).
+    """bf16 autocast where bf16 is native (see ``bf16_autocast_enabled``); a no-op context elsewhere.
 
     Used around forward passes in generation and training (chapters 7 and 8): bf16 halves memory
     traffic on GPUs and keeps float32's range, so no loss scaling is needed. Defined in chapter 7.
@@ -66,6 +95,6 @@ def autocast_for(device):
     import torch
 
     device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    if bf16_autocast_enabled(device):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -3,6 +3,7 @@
     python -m utils.notebook_tools sync      # regenerate exercises/ and every setup cell
     python -m utils.notebook_tools check     # exit 1 if anything differs from a fresh generation
     python -m utils.notebook_tools execute chapters/01_next_token_loop.ipynb   # store fresh outputs
+    python -m utils.notebook_tools claims chapters/10_rlhf_dpo.ipynb --seed 2  # its asserts, another seed
 
 Two things are generated rather than edited by hand:
 
@@ -11,9 +12,11 @@ Two things are generated rather than edited by hand:
    block inside a function becomes ``raise NotImplementedError(...)``; a block at the top level
    (short answers such as ``p = 3 / 8``) becomes ``p = ...``, so "Run all" still reaches every
    check. Cells tagged ``solution-only`` are dropped, outputs are cleared.
-2. **The first cell of every notebook**, hidden on the site (tag ``remove-cell``): in Colab it
-   installs this package from the repository named in ``_config.yml`` (the one place the URL
-   lives); locally, where the package is installed, it does nothing.
+2. **The first cell of every notebook**, hidden on the site (tag ``remove-cell``): where the
+   package is missing (Colab) it installs exactly the course version the notebook belongs to
+   (``utils.__version__`` when ``sync`` ran), from the package index or else the tagged archive
+   of the repository named in ``_config.yml`` (the one place the URL lives); where the package
+   is installed, it only checks that ``import utils`` finds it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import argparse
 import ast
 import copy
 import os
+import re
 import sys
 from pathlib import Path
 
-__all__ = ["make_exercise", "setup_cell_source", "repository_url", "sync", "reproducible_cpu_env", "main"]
+__all__ = ["make_exercise", "setup_cell_source", "course_version", "repository_url", "sync", "execute", "with_seed", "has_seed", "run_claims", "main"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 SETUP_TAG = "remove-cell"
@@ -44,20 +48,68 @@ def repository_url(root: Path) -> tuple[str, str]:
     return repo["url"], repo.get("branch", "main")
 
 
-def setup_cell_source(url: str, branch: str) -> str:
-    return (
-        "# Setup for Google Colab (hidden in the book): install the course package if it is missing.\n"
-        "# Locally, `pip install -e .` has installed it and this cell does nothing.\n"
-        "import sys\n"
-        "try:\n"
-        "    import utils.sampling  # noqa: F401\n"
-        "except ImportError:\n"
-        "    import subprocess\n"
-        f"    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', 'git+{url}@{branch}'], check=True)\n"
-        "if 'google.colab' in sys.modules:\n"
-        "    from google.colab import output\n"
-        "    output.enable_custom_widget_manager()  # for the ipywidgets explorers"
-    )
+DISTRIBUTION = "llm-core-concepts"  # the name on the package index; the import name is `utils`
+
+SETUP_TEMPLATE = """\
+# Setup (hidden in the book): the course package `utils`, at the version this notebook was written for.
+# Where it is missing (Colab, a fresh Jupyter) this cell installs it; where it is installed it only checks.
+def _course_setup(course="{distribution}", version="{version}"):
+    import importlib, importlib.metadata, os, subprocess, sys, time
+
+    sources = os.environ.get("LLMCC_INSTALL_FROM", "").split() or [
+        f"{{course}}=={{version}}", f"{url}/archive/refs/tags/v{{version}}.tar.gz"]
+    try:
+        installed = importlib.metadata.version(course)
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    if installed is None or (installed != version and "google.colab" in sys.modules):
+        start, errors = time.monotonic(), []
+        for source in sources:
+            pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], capture_output=True, text=True)
+            if pip.returncode == 0:
+                print(f"installed {{course}} {{version}} from {{source}} in {{time.monotonic() - start:.0f}} s")
+                break
+            lines = pip.stderr.strip().splitlines() or ["no message"]
+            errors.append(next((line for line in reversed(lines) if line.startswith("ERROR")), lines[-1]))
+        else:
+            raise RuntimeError(
+                f"Could not install the course package {{course}} {{version}}: no internet connection, or neither "
+                "the package index nor GitHub could be reached. Connect (in Colab: Runtime > Connect) and run "
+                f"this cell again. pip said: {{errors[-1]}}")
+        importlib.invalidate_caches()
+    elif installed != version:
+        print(f"note: this notebook was written for {{course}} {{version}}; you have {{installed}} installed, "
+              "so some outputs may differ from the book's.")
+    import utils
+
+    if getattr(utils, "__distribution__", None) != course:
+        where = getattr(utils, "__file__", None) or "a folder"
+        raise RuntimeError(
+            f"Another module named utils ({{where}}) hides the course package. Rename or delete it, restart "
+            "the kernel (in Colab: Runtime > Restart session) and run this cell again.")
+
+
+_course_setup()\
+"""
+
+
+def setup_cell_source(url: str, version: str) -> str:
+    """The first cell of every notebook: install the course package at ``version`` where it is missing.
+
+    It tries the package index first, then the tagged source archive on GitHub; the environment
+    variable ``LLMCC_INSTALL_FROM`` (space-separated pip requirements or paths) replaces both, which
+    is how the tests install a locally built wheel offline. It stops with one plain sentence when
+    nothing can be installed or when another module named ``utils`` hides the package.
+    """
+    return SETUP_TEMPLATE.format(distribution=DISTRIBUTION, version=version, url=url.rstrip("/"))
+
+
+def course_version(root: Path) -> str:
+    """The course's version, from ``utils/__init__.py`` of the repository at ``root``."""
+    match = re.search(r'^__version__ = "([^"]+)"', (root / "utils" / "__init__.py").read_text(encoding="utf-8"), re.M)
+    if not match:
+        raise ValueError(f"{root / 'utils' / '__init__.py'} has no __version__")
+    return match.group(1)
 
 
 def _stub_block(block: list[str], indent: str) -> list[str]:
@@ -146,8 +198,8 @@ def sync(root: Path, write: bool) -> list[str]:
     """Regenerate setup cells and exercises. Returns a list of what differs (written if ``write``)."""
     import nbformat
 
-    url, branch = repository_url(root)
-    setup = setup_cell_source(url, branch)
+    url, _ = repository_url(root)
+    setup = setup_cell_source(url, course_version(root))
     differences = []
     for folder in NOTEBOOK_DIRS:
         for path in sorted((root / folder).glob("*.ipynb")):
@@ -182,38 +234,20 @@ def _coalesce_streams(outputs: list) -> list:
     return merged
 
 
-def reproducible_cpu_env() -> dict[str, str]:
-    """Environment variables that make PyTorch's CPU arithmetic the same on every x86-64 CPU.
-
-    PyTorch picks its vectorised kernels, and MKL its matrix-multiply code, by the CPU's
-    instruction set, and AVX-512 code rounds differently from AVX2 code: a chapter that trains a
-    model stored 1.004 on one machine and computed 1.003 on another. Pinning both to AVX2, which
-    every x86-64 CPU of the last decade has, makes the stored outputs reproducible everywhere
-    (nbval in CI) at a small cost in speed. Values already set in the environment win; other
-    architectures get nothing (no stored output comes from them).
-    """
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return {}
-    pinned = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
-    return {key: os.environ.get(key, value) for key, value in pinned.items()}
-
-
 def execute(path: Path, timeout: int = 600) -> None:
     """Run a notebook top to bottom in a kernel of this environment and store its outputs in place.
 
     Stops at the first error (a chapter must run clean); timings are not recorded, so a re-run
-    that computes the same numbers leaves the file unchanged. The kernel runs with
-    ``reproducible_cpu_env()``, as the tests do.
+    that computes the same numbers leaves the file unchanged. Nothing pins the CPU's kernels:
+    what a cell stores must come out the same whichever kernels and thread count a machine
+    uses, which `python scripts/course.py matrix` checks.
     """
     import nbformat
     from nbclient import NotebookClient
 
     from .grade import _kernel_manager
 
-    os.environ.update(reproducible_cpu_env())  # inherited by the kernel started below
-
+    os.environ.update(NO_FRONTEND)  # inherited by the kernel started below
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=timeout, record_timing=False, km=_kernel_manager(),
                    resources={"metadata": {"path": str(path.resolve().parent)}}).execute()
@@ -229,6 +263,57 @@ def execute(path: Path, timeout: int = 600) -> None:
     nbformat.write(nb, path)
 
 
+# Set for kernels that no browser watches (execute, claims, the tests, the grader): tqdm then draws
+# no progress bar, instead of storing a widget frozen at "0%" in the notebook and the book.
+NO_FRONTEND = {"TQDM_DISABLE": "1"}
+
+SEED_LINE = re.compile(r"^SEED = \d+\b", re.M)
+
+
+def with_seed(nb, seed: int):
+    """A copy of the notebook whose ``SEED = 0`` line (one, in a code cell) sets ``SEED = seed``.
+
+    Chapters that train or sample define ``SEED`` once and pass it to every run whose outcome the
+    prose interprets; the claims those runs support are ``assert``-ed in the cells. Running the
+    notebook with other seeds (``python scripts/course.py claims``) checks that the text holds
+    for a reader's fresh run, not only for the stored one.
+    """
+    nb = copy.deepcopy(nb)
+    hits = [c for c in nb.cells if c.cell_type == "code" and SEED_LINE.search(c.source)]
+    if len(hits) != 1 or len(SEED_LINE.findall(hits[0].source)) != 1:
+        raise ValueError(f"the notebook must set SEED in exactly one line of one code cell, found {len(hits)} cells")
+    hits[0].source = SEED_LINE.sub(f"SEED = {seed}", hits[0].source)
+    return nb
+
+
+def has_seed(path: Path) -> bool:
+    """Does the notebook at ``path`` set ``SEED`` in a code cell (so ``claims`` can vary it)?"""
+    import nbformat
+
+    return any(c.cell_type == "code" and SEED_LINE.search(c.source) for c in nbformat.read(path, as_version=4).cells)
+
+
+def run_claims(path: Path, seed: int, timeout: int = 900) -> float:
+    """Execute ``path`` with ``SEED = seed`` in memory (the file is not changed); return the seconds taken.
+
+    Raises nbclient's ``CellExecutionError`` (with the failing cell) if an assertion or anything
+    else fails. The kernel inherits this process's environment, e.g. ``LLMCC_AUTOCAST=bf16``.
+    """
+    import time
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from .grade import _kernel_manager
+
+    os.environ.update(NO_FRONTEND)
+    nb = with_seed(nbformat.read(path, as_version=4), seed)
+    start = time.monotonic()
+    NotebookClient(nb, timeout=timeout, record_timing=False, km=_kernel_manager(),
+                   resources={"metadata": {"path": str(path.resolve().parent)}}).execute()
+    return time.monotonic() - start
+
+
 def _find_root(start: Path) -> Path:
     for folder in (start, *start.parents):
         if (folder / "_config.yml").exists() and (folder / "solutions").is_dir():
@@ -238,8 +323,9 @@ def _find_root(start: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.notebook_tools", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["sync", "check", "execute"])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="with execute: the notebooks to run")
+    parser.add_argument("command", choices=["sync", "check", "execute", "claims"])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="with execute or claims: the notebooks to run")
+    parser.add_argument("--seed", type=int, default=1, help="with claims: the value given to SEED")
     parser.add_argument("--root", type=Path, default=None, help="the repository (default: found from here)")
     args = parser.parse_args(argv)
     if args.command == "execute":
@@ -247,6 +333,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"executing {path}")
             execute(path)
         return 0
+    if args.command == "claims":
+        failed = 0
+        for path in args.notebooks:
+            try:
+                seconds = run_claims(path, args.seed)
+            except Exception as error:  # CellExecutionError names the cell and the failed assertion
+                failed += 1
+                print(f"FAIL {path} with SEED = {args.seed}:\n{str(error)[-2500:]}", flush=True)
+            else:
+                print(f"pass {path} with SEED = {args.seed} ({seconds:.0f} s)", flush=True)
+        return 1 if failed else 0
     root = args.root or _find_root(Path.cwd())
     differences = sync(root, write=args.command == "sync")
     for d in differences:

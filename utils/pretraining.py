@@ -138,15 +138,17 @@ class CopyBatches:
 
     Each row holds one ``World.copy_document`` of 1 to ``max_names`` names that fits in
     ``block_size``; predicting the copy needs the model to look back as far as the list is long.
+    ``seed`` picks the documents (as in ``WorldBatches``).
     """
 
     SEEDS = {"train": 11, "val": 12}
 
-    def __init__(self, world: World, tokenizer: BPETokenizer, block_size: int, max_names: int, batch_size: int):
+    def __init__(self, world: World, tokenizer: BPETokenizer, block_size: int, max_names: int, batch_size: int,
+                 seed: int = 0):
         if max_names < 1 or batch_size < 1:
             raise ValueError(f"max_names and batch_size must be >= 1, got {max_names} and {batch_size}")
         self.world, self.tokenizer = world, tokenizer
-        self.block_size, self.max_names, self.batch_size = block_size, max_names, batch_size
+        self.block_size, self.max_names, self.batch_size, self.seed = block_size, max_names, batch_size, seed
         self.bos = tokenizer.special_tokens["<|endoftext|>"]
 
     def row(self, rng: random.Random) -> tuple[list[int], list[int]]:
@@ -162,7 +164,7 @@ class CopyBatches:
     def get_batch(self, split: str, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         if split not in self.SEEDS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-        rng = random.Random(self.SEEDS[split] * 7_919_993 + step)
+        rng = random.Random(self.seed * 1_000_003 + self.SEEDS[split] * 7_919_993 + step)
         rows = [self.row(rng) for _ in range(self.batch_size)]
         return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
 

@@ -85,20 +85,20 @@ def split_subjects(world: World, held_out_fraction: float = 0.5, seed: int = 0) 
 
 
 class SFTBatches:
-    """Deterministic batches of chat exchanges about ``subjects`` (chapter 9)."""
+    """Deterministic batches of chat exchanges about ``subjects`` (chapter 9); ``seed`` picks the exchanges."""
 
     SEEDS = {"train": 31, "val": 32}
 
     def __init__(self, world: World, tokenizer: BPETokenizer, subjects: set, block_size: int, batch_size: int,
-                 style: str = "short"):
+                 style: str = "short", seed: int = 0):
         self.world, self.tokenizer, self.subjects, self.style = world, tokenizer, subjects, style
-        self.block_size, self.batch_size = block_size, batch_size
+        self.block_size, self.batch_size, self.seed = block_size, batch_size, seed
         self.pad = tokenizer.special_tokens["<|endoftext|>"]
 
     def get_batch(self, split: str, step: int):
         if split not in self.SEEDS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-        rng = random.Random(self.SEEDS[split] * 7_919_993 + step)
+        rng = random.Random(self.seed * 1_000_003 + self.SEEDS[split] * 7_919_993 + step)
         pairs = self.world.instruction_pairs(rng, self.batch_size, subjects=self.subjects, style=self.style)
         return collate([encode_chat(self.tokenizer, q, a) for q, a in pairs], self.block_size, self.pad)
 
@@ -156,14 +156,15 @@ SFT_BLOCK_SIZE, SFT_BATCH_SIZE = 48, 16
 
 def finetune_reference(device=None, config: TrainConfig = SFT_TRAIN, seed: int = 0, progress: bool = False):
     """Chapter 9's SFT model: the reference model fine-tuned on short answers about the subjects of
-    ``split_subjects(World(0))[0]``. Returns (model, history). Deterministic on a given machine;
-    about 10 s on a laptop CPU. Chapter 10 starts from it."""
+    ``split_subjects(World(0))[0]``, in the order of ``SFTBatches(..., seed=seed)``. Returns (model,
+    history). Deterministic on a given machine; about 10 s on a laptop CPU. Chapter 10 starts from it."""
     from .device import seed_everything
     from .pretraining import load_reference, world_tokenizer
 
     world = World(seed=0)
     tuned_on, _ = split_subjects(world, held_out_fraction=0.5, seed=0)
-    data = SFTBatches(world, world_tokenizer(), tuned_on, block_size=SFT_BLOCK_SIZE, batch_size=SFT_BATCH_SIZE)
+    data = SFTBatches(world, world_tokenizer(), tuned_on, block_size=SFT_BLOCK_SIZE, batch_size=SFT_BATCH_SIZE,
+                      seed=seed)
     seed_everything(seed)
     model, _ = load_reference(device)
     history = Trainer(model, config, data.get_batch).fit(progress=progress)
