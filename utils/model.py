@@ -237,12 +237,12 @@ class GPT(nn.Module):
         if self.config.position == "learned" and past + T > self.config.block_size:
             raise ValueError(f"sequence length {past + T} exceeds block_size {self.config.block_size}: learned "
                              "positions only exist up to block_size (crop the context, or use position='rope')")
-        if bool(((idx < 0) | (idx >= self.config.vocab_size)).any()):
-            bad = idx[(idx < 0) | (idx >= self.config.vocab_size)][:5].tolist()
-            raise ValueError(f"idx must hold token ids in [0, {self.config.vocab_size - 1}], got {bad}")
         if idx.device != self.transformer.wte.weight.device:
             raise ValueError(f"idx is on {idx.device} but the model is on {self.transformer.wte.weight.device}; "
                              "move one of them (idx.to(device))")
+        if bool(((idx < 0) | (idx >= self.config.vocab_size)).any()):
+            bad = idx[(idx < 0) | (idx >= self.config.vocab_size)][:5].tolist()
+            raise ValueError(f"idx must hold token ids in [0, {self.config.vocab_size - 1}], got {bad}")
         positions = torch.arange(past, past + T, device=idx.device)  # (T,)
         x = self.transformer.wte(idx)  # (B, T, C)
         if self.transformer.wpe is not None:
@@ -269,12 +269,12 @@ class GPT(nn.Module):
         _check_ids_tensor(targets, "targets")
         if targets.shape != idx.shape:
             raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        if targets.device != idx.device:
+            raise ValueError(f"targets are on {targets.device} but idx is on {idx.device}; move them (targets.to(device))")
         bad = (targets != IGNORE_INDEX) & ((targets < 0) | (targets >= self.config.vocab_size))
         if bool(bad.any()):
             raise ValueError(f"targets must be token ids in [0, {self.config.vocab_size - 1}] or {IGNORE_INDEX} "
                              f"(no loss at that position), got {targets[bad][:5].tolist()}")
-        if targets.device != idx.device:
-            raise ValueError(f"targets are on {targets.device} but idx is on {idx.device}")
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,

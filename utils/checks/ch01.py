@@ -212,7 +212,7 @@ def top_p_filter(fn):
     if kept == 3:
         raise Fail("kept 3 tokens with p=0.8, but 0.5 + 0.3 already reaches 0.8: stop at the first token that makes "
                    "the sum reach p (mind float rounding: 0.5 + 0.3 may come out as 0.7999999; compare with "
-                   "p - 1e-6)")
+                   "p minus a tiny tolerance, such as p - 1e-12)")
     _check_top_p_case(fn, logits, 0.8, "top_p_filter(log([0.5, 0.3, 0.15, 0.05]), 0.8)")
     if not np.allclose(out, ref.top_p_filter(logits, 0.8)):
         raise Fail(f"the right tokens are kept, but their values changed: got {np.round(out, 3)}, expected "
