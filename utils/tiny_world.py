@@ -97,7 +97,7 @@ class World:
     people: dict = field(init=False)  # name -> {"home": ..., "job": ..., "age": ..., "pronoun": ...}
 
     def __post_init__(self):
-        check_seed(self.seed)  # None would seed from the clock: a different world on every run
+        seed = check_seed(self.seed)  # None would seed from the clock: a different world on every run
         check_int(self.n_countries, "n_countries", minimum=1)
         check_int(self.n_people, "n_people", minimum=1)
         needed = 2 * self.n_countries + self.n_people  # countries, capitals and people need distinct names
@@ -107,7 +107,7 @@ class World:
         total = sum(p for _, p, _ in TEMPLATES)
         if abs(total - 1) > 1e-12:
             raise ValueError(f"template probabilities must sum to 1, they sum to {total}")
-        rng = random.Random(self.seed)
+        rng = random.Random(seed)  # an int: random.Random refuses NumPy integers
         names = self._unique_names(rng, self.n_countries * 2 + self.n_people)
         country_names = names[: self.n_countries]
         capitals = names[self.n_countries: 2 * self.n_countries]
