@@ -122,7 +122,7 @@ def test_bad_input_errors(trained):
         BPETokenizer(special_tokens=["<|x|>"]).train("some text", 256)
     with pytest.raises(ValueError, match="text must be a str, got bytes"):
         BPETokenizer().train(b"bytes", 300)
-    with pytest.raises(ValueError, match=r"token id 600 is outside the vocabulary \[0, 599\]"):
+    with pytest.raises(ValueError, match=r"ids must be token ids in \[0, 599\] \(the vocabulary\), got \[600\]"):
         trained.decode([600])
     with pytest.raises(ValueError, match="not valid Unicode"):
         trained.encode("lone surrogate \ud800")

@@ -119,7 +119,7 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="position must be 'learned' or 'rope'"):
         GPTConfig(position="alibi")
     model = GPT(GPTConfig(**SMALL))
-    with pytest.raises(ValueError, match=r"token ids must be in \[0, 100\], got \[101\]"):
+    with pytest.raises(ValueError, match=r"idx must hold token ids in \[0, 100\], got \[101\]"):
         model(torch.tensor([[1, 101]]))
     with pytest.raises(ValueError, match=r"idx must have shape \(B, T\)"):
         model(torch.tensor([1, 2]))

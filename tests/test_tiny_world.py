@@ -69,7 +69,7 @@ def test_entropy_per_token_uses_exact_expected_lengths(world):
 
 
 def test_bad_worlds():
-    with pytest.raises(ValueError, match="must be >= 1"):
+    with pytest.raises(ValueError, match="n_people must be an integer >= 1, got 0"):
         World(n_people=0)
 
 

@@ -58,9 +58,9 @@ def test_resume_gives_the_same_curve(tmp_path):
 
 
 def test_failures_are_clear(tmp_path):
-    with pytest.raises(ValueError, match="warmup_steps must be in"):
+    with pytest.raises(ValueError, match=r"warmup_steps must be an integer in \[0, 10\], got 20"):
         TrainConfig(max_steps=10, warmup_steps=20)
-    with pytest.raises(ValueError, match="need 0 < min_lr <= lr"):
+    with pytest.raises(ValueError, match=r"min_lr must be <= lr = 0.001 \(the cosine decays from lr to min_lr\), got 0.01"):
         TrainConfig(lr=1e-3, min_lr=1e-2)
     model = GPT(GPTConfig(**MODEL))
     with torch.no_grad():

@@ -14,7 +14,9 @@ Rules stated here because tests rely on them:
   of token ids wins, e.g. (101, 32) beats (116, 104). New tokens get ids 256, 257, ... in order.
 - **Pre-split.** With a regex pattern, text is first cut into chunks (words, numbers, spaces,
   punctuation) and merges never cross a chunk boundary, so " dog" and "dog." share the token for
-  "dog". ``pattern=None`` trains on the raw byte stream.
+  "dog". ``pattern=None`` trains on the raw byte stream. Any pattern round-trips: each match is a
+  chunk (the whole match, even if the pattern has groups), and so is the text between two matches,
+  so a pattern such as ``[a-z]+`` cannot drop "H" from "Hello".
 - **Special tokens** (e.g. ``<|endoftext|>``) get ids after the merges, are never produced by
   merging, and are matched in the text only when ``encode(..., allowed_special=...)`` allows it.
 
@@ -32,6 +34,8 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable
+
+from .validation import ArgumentTypeError, check_token_ids
 
 __all__ = ["GPT2_PATTERN", "BPETokenizer", "count_pairs", "merge_pair"]
 
@@ -73,21 +77,52 @@ def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
 def _compile(pattern: str | None):
     if pattern is None:
         return None
+    if not isinstance(pattern, str):
+        raise ArgumentTypeError(f"pattern must be a regular expression (str) or None, got {type(pattern).__name__} "
+                                f"{pattern!r:.40}")
     try:
         import regex  # \p{L} (any letter) needs the `regex` module, as GPT-2's code does
     except ImportError:  # pragma: no cover - regex is a dependency
         raise ImportError("the GPT-2 pattern needs the `regex` package: pip install regex") from None
-    return regex.compile(pattern)
+    try:
+        return regex.compile(pattern)
+    except regex.error as e:
+        raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {e}") from None
+
+
+def _split_keeping_gaps(compiled, text: str) -> list[str]:
+    """Cut text into the pattern's matches and the text between them: joined, the chunks are the text."""
+    if compiled.groups == 0:  # fast path: findall returns whole matches; they tile the text if nothing is left out
+        chunks = compiled.findall(text)
+        if sum(map(len, chunks)) == len(text):
+            return chunks
+    chunks, pos = [], 0
+    for m in compiled.finditer(text):
+        if m.start() > pos:
+            chunks.append(text[pos:m.start()])  # text no match covers: a chunk of its own, never dropped
+        if m.end() > m.start():
+            chunks.append(m.group(0))  # the whole match, even when the pattern has capture groups
+        pos = max(pos, m.end())
+    if pos < len(text):
+        chunks.append(text[pos:])
+    return chunks
 
 
 class BPETokenizer:
     """A byte-level BPE tokenizer: ``train``, ``encode``, ``decode``, ``save``, ``load``."""
 
     def __init__(self, pattern: str | None = GPT2_PATTERN, special_tokens: Iterable[str] = ()):
-        self.pattern = pattern
         self._regex = _compile(pattern)
+        self.pattern = pattern
         self.merges: dict[tuple[int, int], int] = {}  # (a, b) -> new id, in the order learned
         self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
+        if isinstance(special_tokens, str):
+            raise ArgumentTypeError(f"special_tokens must be a list of names, got the str {special_tokens!r}; "
+                                    f"write [{special_tokens!r}]")
+        special_tokens = list(special_tokens)
+        for i, name in enumerate(special_tokens):
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"special_tokens[{i}] must be a non-empty str, got {name!r}")
         self._special_names = list(dict.fromkeys(special_tokens))
         self.special_tokens: dict[str, int] = {}
         self._assign_special_ids()
@@ -115,7 +150,9 @@ class BPETokenizer:
         raise ValueError(f"token id {token_id} is outside the vocabulary [0, {self.vocab_size - 1}]")
 
     def _chunks(self, text: str) -> list[str]:
-        return self._regex.findall(text) if self._regex is not None else ([text] if text else [])
+        if self._regex is None:
+            return [text] if text else []
+        return _split_keeping_gaps(self._regex, text)
 
     # -- training --------------------------------------------------------------------------------
     def train(self, text: str, vocab_size: int, verbose: bool = False) -> "BPETokenizer":
@@ -127,7 +164,7 @@ class BPETokenizer:
         if not isinstance(text, str):
             raise ValueError(f"text must be a str, got {type(text).__name__}; decode bytes to text first")
         n_special = len(self._special_names)
-        if not isinstance(vocab_size, int) or vocab_size < 256 + n_special:
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 256 + n_special:
             raise ValueError(f"vocab_size must be an integer >= 256 + {n_special} special token(s) "
                              f"(the byte alphabet), got {vocab_size!r}")
         # Each distinct chunk once, with how often it occurs. Special-token names are cut out first,
@@ -260,7 +297,8 @@ class BPETokenizer:
         return ids
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        return b"".join(self.token_bytes(int(i)) for i in ids)
+        """Token ids -> the bytes they stand for. Ids must be integers: 3.7 is refused, not truncated to 3."""
+        return b"".join(self.token_bytes(i) for i in check_token_ids(ids, "ids", self.vocab_size))
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
         """Token ids -> text. A cut in the middle of a UTF-8 character shows as U+FFFD."""
@@ -279,14 +317,38 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "BPETokenizer":
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} file (format={data.get('format')!r})")
-        tok = cls(pattern=data["pattern"], special_tokens=data["special_tokens"])
-        for k, (a, b) in enumerate(data["merges"]):
-            if a >= 256 + k or b >= 256 + k:
-                raise ValueError(f"{path}: merge {k} uses a token that does not exist yet: {(a, b)}")
-            tok.merges[(a, b)] = 256 + k
-            tok.vocab[256 + k] = tok.vocab[a] + tok.vocab[b]
+        """Read a file written by ``save``, checking it: a repeated merge or a merge of a token that
+        does not exist yet would shift every later id, so that special tokens collide with merges."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not a readable {FORMAT} file: {e}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            got = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{path} is not a {FORMAT} file (format={got!r})")
+        for key, kind in (("pattern", (str, type(None))), ("special_tokens", list), ("merges", list)):
+            if not isinstance(data.get(key), kind):
+                raise ValueError(f"{path}: '{key}' must be {'a str or null' if key == 'pattern' else 'a list'}, "
+                                 f"got {data.get(key)!r:.60}")
+        if len(set(map(str, data["special_tokens"]))) != len(data["special_tokens"]):
+            raise ValueError(f"{path}: special_tokens has a name twice: {data['special_tokens']}")
+        try:
+            tok = cls(pattern=data["pattern"], special_tokens=data["special_tokens"])
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        for k, pair in enumerate(data["merges"]):
+            new_id = 256 + k
+            if (not isinstance(pair, list) or len(pair) != 2
+                    or not all(isinstance(a, int) and not isinstance(a, bool) for a in pair)):
+                raise ValueError(f"{path}: merge {k} must be a pair of token ids [a, b], got {pair!r}")
+            a, b = pair
+            if not (0 <= a < new_id and 0 <= b < new_id):
+                raise ValueError(f"{path}: merge {k} uses a token that does not exist yet: {(a, b)} "
+                                 f"(ids so far: 0 to {new_id - 1})")
+            if (a, b) in tok.merges:
+                raise ValueError(f"{path}: merge {k} repeats merge {tok.merges[(a, b)] - 256} {(a, b)}; every "
+                                 "merge must be new, or the ids after it would not be contiguous")
+            tok.merges[(a, b)] = new_id
+            tok.vocab[new_id] = tok.vocab[a] + tok.vocab[b]
         tok._assign_special_ids()
         return tok

@@ -17,7 +17,12 @@ answer it will write. ``plan_context`` takes the parts of a request and decides 
                        for a summary, so summarising keeps at least what dropping keeps
 
 It refuses an impossible budget (system + question + reserve > window) with a ``ValueError``
-rather than silently dropping the question. Every decision is recorded with its reason, and
+rather than silently dropping the question. **The guarantee:** the assembled prompt,
+``plan.prompt()``, encodes to at most ``window - answer_reserve`` tokens with the tokenizer used.
+Every decision counts the assembled text, not the sum of the parts: BPE can merge across the
+join of two parts (a system prompt ending in a newline followed by "\n" is enough), so the parts'
+counts need not add up. A cut chunk never ends in half a character (UTF-8 bytes of one character
+can belong to different tokens). Every decision is recorded with its reason, and
 ``BudgetPlan.report()`` prints them. Token counts come from a real tokenizer: the course's BPE
 (``utils.course_tokenizers.course_tokenizer``) unless another one is passed.
 
@@ -27,11 +32,11 @@ Deliberately left out: re-ranking models, deduplication of evidence and LLM-writ
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
-from numbers import Integral, Real
 from typing import Callable, Sequence
+
+from .validation import ArgumentTypeError, check_choice, check_int, check_real
 
 __all__ = ["Turn", "Evidence", "BudgetItem", "BudgetPlan", "plan_context", "first_sentences", "chunk_text",
            "overlap_score"]
@@ -66,10 +71,17 @@ class BudgetPlan:
     window: int
     answer_reserve: int
     items: list[BudgetItem] = field(default_factory=list)
+    assembled_tokens: int | None = None  # tokens of prompt() as one text; set by plan_context
+
+    @property
+    def parts_tokens(self) -> int:
+        """The sum of the kept parts' token counts (each part encoded on its own)."""
+        return sum(i.tokens for i in self.items)
 
     @property
     def prompt_tokens(self) -> int:
-        return sum(i.tokens for i in self.items)
+        """Tokens of the assembled prompt: what the model reads (the parts' sum if not known)."""
+        return self.parts_tokens if self.assembled_tokens is None else self.assembled_tokens
 
     @property
     def free_tokens(self) -> int:
@@ -98,7 +110,11 @@ class BudgetPlan:
     def report(self) -> str:
         """What the prompt holds, in prompt order, then what was left out and why."""
         lines = [f"window {self.window} = prompt {self.prompt_tokens} + answer reserve {self.answer_reserve} "
-                 f"+ free {self.free_tokens}", "in the prompt, in order:"]
+                 f"+ free {self.free_tokens}"]
+        if self.prompt_tokens != self.parts_tokens:  # BPE merged (or split) across the joins of the parts
+            lines.append(f"(the parts below count {self.parts_tokens} tokens separately; joined, the prompt has "
+                         f"{self.prompt_tokens})")
+        lines.append("in the prompt, in order:")
         for i in self.in_prompt_order():
             used = f"{i.tokens}/{i.original_tokens}" if i.tokens != i.original_tokens else f"{i.tokens}"
             lines.append(f"  {i.action:<10} {i.kind:<8} {i.label:<22} {used:>9} tokens  {i.reason}")
@@ -126,8 +142,9 @@ def chunk_text(text: str, max_tokens: int, tokenizer=None) -> list[str]:
     longer than the limit is packed word by word (character by character for text without spaces,
     such as Chinese). Defined in chapter 3.
     """
-    if not isinstance(max_tokens, Integral) or max_tokens < 1:
-        raise ValueError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+    max_tokens = check_int(max_tokens, "max_tokens", minimum=1)  # True is not a count
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"text must be a str, got {type(text).__name__}")
     tok = tokenizer or _default_tokenizer()
     count = lambda s: len(tok.encode(s, allowed_special="none"))  # noqa: E731
 
@@ -207,67 +224,73 @@ def plan_context(
     tok = tokenizer or _default_tokenizer()
     count = lambda s: len(tok.encode(s, allowed_special="none"))  # noqa: E731
 
-    for name, value in [("window", window), ("answer_reserve", answer_reserve), ("min_chunk_tokens", min_chunk_tokens)]:
-        if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    if window == 0:
-        raise ValueError("window must be at least 1 token, got 0")
+    window = check_int(window, "window", minimum=1)
+    answer_reserve = check_int(answer_reserve, "answer_reserve", minimum=0)
+    min_chunk_tokens = check_int(min_chunk_tokens, "min_chunk_tokens", minimum=0)
+    if max_evidence_tokens is not None:
+        max_evidence_tokens = check_int(max_evidence_tokens, "max_evidence_tokens", minimum=0)
+    # NaN would compare False with every score, so weak evidence would pass the threshold.
+    min_score = check_real(min_score, "min_score", finite=False)
+    check_choice(history_strategy, "history_strategy", ("drop", "summarise"))
+    for name, value in (("system", system), ("question", question)):
+        if not isinstance(value, str):
+            raise ArgumentTypeError(f"{name} must be a str, got {type(value).__name__} {value!r:.40}")
     if not question.strip():
         raise ValueError("question must not be empty: the request has nothing to answer")
     for i, turn in enumerate(history):
-        if not isinstance(turn, Turn):
-            raise ValueError(f"history[{i}] must be a Turn(role, text), got {type(turn).__name__}")
+        if not isinstance(turn, Turn) or not isinstance(turn.text, str) or not isinstance(turn.role, str):
+            raise ValueError(f"history[{i}] must be a Turn(role, text) of two str, got {turn!r:.80}")
     for i, ev in enumerate(evidence):
-        if not isinstance(ev, Evidence):
+        if not isinstance(ev, Evidence) or not isinstance(ev.text, str):
             raise ValueError(f"evidence[{i}] must be an Evidence(text, score, source), got {type(ev).__name__}")
-        if not isinstance(ev.score, Real) or not math.isfinite(ev.score):
-            raise ValueError(f"evidence[{i}].score must be a finite number, got {ev.score!r}")
-    if history_strategy not in ("drop", "summarise"):
-        raise ValueError(f"history_strategy must be 'drop' or 'summarise', got {history_strategy!r}")
-    if max_evidence_tokens is not None and max_evidence_tokens < 0:
-        raise ValueError(f"max_evidence_tokens must be >= 0 or None, got {max_evidence_tokens}")
+        check_real(ev.score, f"evidence[{i}].score")
 
     system_text = f"System: {system}\n" if system else ""
     question_text = f"Question: {question}\n"
     n_system, n_question = count(system_text), count(question_text)
-    fixed = n_system + n_question + answer_reserve
-    if fixed > window:
+    prompt = _Prompt(system_text, question_text, count)
+    n_fixed = prompt.tokens()  # system + question as one text: joined, they may count differently
+    if n_fixed + answer_reserve > window:
+        joined = "" if n_fixed == n_system + n_question else f" = {n_fixed} tokens when joined"
         raise ValueError(
-            f"impossible budget: system prompt ({n_system}) + question ({n_question}) + answer_reserve "
-            f"({answer_reserve}) = {fixed} tokens > window ({window}); shorten the system prompt, lower the "
-            "reserve or use a model with a larger window (the question is never dropped)")
+            f"impossible budget: system prompt ({n_system}) + question ({n_question}){joined} + answer_reserve "
+            f"({answer_reserve}) = {n_fixed + answer_reserve} tokens > window ({window}); shorten the system prompt, "
+            "lower the reserve or use a model with a larger window (the question is never dropped)")
+    limit = window - answer_reserve  # the assembled prompt may use at most this many tokens
 
     plan = BudgetPlan(window, answer_reserve)
     if system_text:
         plan.items.append(BudgetItem("system", "system prompt", system_text, n_system, n_system, "kept", "always kept"))
-    room = window - fixed
 
     # Evidence: best first, weak chunks out, cut the last one to fit if enough room is left.
-    evidence_room = room if max_evidence_tokens is None else min(room, max_evidence_tokens)
+    evidence_used = 0  # the parts' own counts, for max_evidence_tokens
     ranked = sorted(enumerate(evidence), key=lambda ie: (-ie[1].score, ie[0]))  # best first: it is chosen first
     for rank, (idx, ev) in enumerate(ranked):
         label = ev.source or f"chunk {idx}"
         text = f"Evidence ({label}): {ev.text}\n"
         n = count(text)
+        room = limit - prompt.tokens()
+        evidence_room = room if max_evidence_tokens is None else min(room, max_evidence_tokens - evidence_used)
+        fits = lambda t, m: m <= evidence_room and prompt.tokens(evidence=t) <= limit  # noqa: E731
         if ev.score < min_score:
             plan.items.append(BudgetItem("evidence", label, "", 0, n, "dropped",
                                          f"relevance {ev.score:.2f} < min_score {min_score:.2f}"))
-        elif n <= evidence_room:
+        elif fits(text, n):
             plan.items.append(BudgetItem("evidence", label, text, n, n, "kept",
                                          f"rank {rank + 1}, relevance {ev.score:.2f}"))
-            evidence_room -= n
-            room -= n
+            prompt.evidence.append(text)
+            evidence_used += n
         elif evidence_room >= max(min_chunk_tokens, 1) and (cut := _cut_to_tokens(
-                count, lambda k, ids=tok.encode(text, allowed_special="none"): tok.decode(ids[:k]), n, evidence_room)):
+                lambda t: fits(t, count(t)), _prefix_decoder(tok, text))):
             m = count(cut)
             plan.items.append(BudgetItem("evidence", label, cut, m, n, "cut",
                                          f"rank {rank + 1}: only {_tokens(evidence_room)} left for evidence"))
-            evidence_room -= m
-            room -= m
+            prompt.evidence.append(cut)
+            evidence_used += m
         else:
             plan.items.append(BudgetItem("evidence", label, "", 0, n, "dropped",
-                                         f"rank {rank + 1}: needs {_tokens(n)}, {_tokens(evidence_room)} left "
-                                         "for evidence"))
+                                         f"rank {rank + 1}: needs {_tokens(n)}, {_tokens(max(evidence_room, 0))} "
+                                         "left for evidence"))
 
     # History: newest first; what does not fit is dropped, or summarised.
     kept_history: list[tuple[int, BudgetItem]] = []  # (turn index, item); the summary sorts first as -1
@@ -276,10 +299,10 @@ def plan_context(
         turn = history[idx]
         text = f"{turn.role.capitalize()}: {turn.text}\n"
         n = count(text)
-        if not overflow and n <= room:
+        if not overflow and prompt.tokens(older_turn=text) <= limit:
             kept_history.append((idx, BudgetItem("history", f"turn {idx} ({turn.role})", text, n, n, "kept",
                                                  "one of the newest turns that fit")))
-            room -= n
+            prompt.history.insert(0, text)  # older turns go before newer ones
         else:
             overflow.append((idx, turn, n))  # once one turn is left out, all older ones are too
     summarised: set[int] = set()
@@ -289,12 +312,14 @@ def plan_context(
         for keep in range(len(overflow), 0, -1):
             chosen = sorted(overflow[:keep])  # the `keep` most recent left-out turns, oldest first
             summary = summarise([t for _, t, _ in chosen])
-            n = count(summary)
-            if n <= room:
+            if not isinstance(summary, str):
+                raise ArgumentTypeError(f"summarise must return a str, got {type(summary).__name__}")
+            if prompt.tokens(summary=summary) <= limit:
+                n = count(summary)
                 label = f"summary of {keep} turn" + ("s" if keep > 1 else "")
                 kept_history.append((-1, BudgetItem("summary", label, summary, n, n, "kept",
                                                     "stands in for turns that did not fit")))
-                room -= n
+                prompt.summary = summary
                 summarised = {idx for idx, _, _ in chosen}
                 break
     for idx, turn, n in sorted(overflow):
@@ -308,21 +333,59 @@ def plan_context(
     plan.items.extend(item for _, item in sorted(kept_history, key=lambda pair: pair[0]))
     plan.items.append(BudgetItem("question", "question", question_text, n_question, n_question, "kept",
                                  "always kept"))
-    assert plan.prompt_tokens + answer_reserve <= window  # the invariant the whole module exists for
+    plan.assembled_tokens = count(plan.prompt())
+    # The invariant the whole module exists for, on the text the model will actually read.
+    if plan.assembled_tokens + answer_reserve > window or plan.prompt() != prompt.text():
+        raise AssertionError(f"plan_context broke its guarantee: {plan.assembled_tokens} + {answer_reserve} > {window}")
     return plan
+
+
+class _Prompt:
+    """The prompt as it is being planned, in prompt order, so that every decision counts the joined text."""
+
+    def __init__(self, system: str, question: str, count):
+        self.system, self.question, self.count = system, question, count
+        self.summary = ""
+        self.history: list[str] = []  # oldest first
+        self.evidence: list[str] = []  # in the order chosen: best first (shown best last)
+
+    def text(self, evidence: str = "", older_turn: str = "", summary: str | None = None) -> str:
+        """The assembled prompt, optionally with one more evidence chunk (the least relevant so far, so
+        it goes first), one more (older) history turn, or a summary."""
+        shown_evidence = ([evidence] if evidence else []) + self.evidence[::-1]
+        return "".join([self.system, self.summary if summary is None else summary, older_turn, *self.history,
+                        *shown_evidence, self.question])
+
+    def tokens(self, **extra) -> int:
+        return self.count(self.text(**extra))
 
 
 def _tokens(n: int) -> str:
     return f"{n} token" + ("" if n == 1 else "s")
 
 
-def _cut_to_tokens(count, decode_prefix, n_ids: int, limit: int) -> str:
-    """The longest prefix (at a token boundary) that, with '...' and a newline, uses <= ``limit`` tokens."""
-    lo, hi, best = 1, n_ids, ""  # at least one token of the chunk, or nothing
+def _prefix_decoder(tok, text: str):
+    """k -> the text of the first k tokens of ``text``, without a trailing partial UTF-8 character.
+
+    A token boundary can fall inside a character (Chinese characters are 3 bytes, often split over
+    two tokens); decoding such a prefix would end in U+FFFD, so the incomplete bytes are left out.
+    """
+    ids = tok.encode(text, allowed_special="none")
+
+    def decode_prefix(k: int) -> str:
+        return tok.decode_bytes(ids[:k]).decode("utf-8", errors="ignore")
+
+    decode_prefix.n_ids = len(ids)
+    return decode_prefix
+
+
+def _cut_to_tokens(fits, decode_prefix) -> str:
+    """The longest prefix (at a token boundary) that, with '...' and a newline, ``fits``; "" if none does."""
+    lo, hi, best = 1, decode_prefix.n_ids, ""  # at least one token of the chunk, or nothing
     while lo <= hi:  # binary search on the number of kept tokens
         mid = (lo + hi) // 2
         candidate = decode_prefix(mid).rstrip("\n") + "...\n"
-        if count(candidate) <= limit:
+        if fits(candidate):
             best, lo = candidate, mid + 1
         else:
             hi = mid - 1

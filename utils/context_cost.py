@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .validation import check_int
+
 __all__ = ["ModelShape", "GPT2_SMALL", "LLAMA_STYLE_8B_MHA", "LLAMA_STYLE_8B_GQA", "kv_cache_bytes",
            "attention_flops", "attention_score_bytes", "dense_flops_per_token", "GIB", "MIB"]
 
@@ -69,7 +71,8 @@ def _check_tokens(n_tokens) -> None:
 def kv_cache_bytes(shape: ModelShape, n_tokens: int, bytes_per_value: int = 2, batch: int = 1) -> int:
     """2 x layers x kv_heads x head_dim x tokens x bytes (x batch). fp16/bf16: 2 bytes. Defined in chapter 3."""
     _check_tokens(n_tokens)
-    if bytes_per_value not in (1, 2, 4):
+    check_int(batch, "batch", minimum=1)
+    if isinstance(bytes_per_value, bool) or bytes_per_value not in (1, 2, 4):
         raise ValueError(f"bytes_per_value must be 1 (int8/fp8), 2 (fp16/bf16) or 4 (fp32), got {bytes_per_value}")
     return 2 * shape.n_layers * shape.n_kv_heads * shape.head_dim * n_tokens * bytes_per_value * batch
 

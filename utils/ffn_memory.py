@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import check_int
+
 __all__ = ["gelu", "ffn", "ffn_as_memory", "top_units", "edit_values"]
 
 
@@ -42,8 +44,7 @@ def top_units(a_subject, a_others, k: int) -> np.ndarray:
 
     a_subject (H,), a_others (N, H). Defined in chapter 6.
     """
-    if k < 1 or k > len(a_subject):
-        raise ValueError(f"k must be between 1 and {len(a_subject)}, got {k}")
+    k = check_int(k, "k", minimum=1, maximum=len(a_subject))
     selectivity = np.asarray(a_subject) - np.asarray(a_others).mean(axis=0)
     return np.argsort(-selectivity)[:k]
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from .attention import causal_mask
+from .validation import check_int
 
 __all__ = ["causal_mask", "sliding_window_mask", "elu_feature_map", "linear_attention", "linear_attention_flops",
            "interpolate_positions"]
 
 
 def _check_n(n, name="n"):
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+    check_int(n, name, minimum=1)
 
 
 def sliding_window_mask(n: int, window: int, n_global: int = 0) -> np.ndarray:

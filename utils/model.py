@@ -32,8 +32,13 @@ import torch.nn.functional as F
 
 from . import sampling_torch
 from .device import autocast_for
+from .validation import ArgumentTypeError, check_bool, check_choice, check_int, check_real
 
-__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "KVCache", "rope_cos_sin", "apply_rope",
+#: Targets equal to this are skipped by the loss (PyTorch's default ``ignore_index``); the course
+#: writes it for padding and for prompt tokens in fine-tuning (chapters 8 and 9).
+IGNORE_INDEX = -100
+
+__all__ = ["IGNORE_INDEX", "GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "KVCache", "rope_cos_sin", "apply_rope",
            "weights_fingerprint"]
 
 
@@ -53,26 +58,37 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_int(getattr(self, name), name, minimum=1)  # True is not a size
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}), "
                              f"so that every head gets n_embd / n_head dimensions")
-        if self.position not in ("learned", "rope"):
-            raise ValueError(f"position must be 'learned' or 'rope', got {self.position!r}")
+        check_choice(self.position, "position", ("learned", "rope"))
         if self.position == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"RoPE rotates pairs of dimensions: head size {self.n_embd // self.n_head} must be even")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.rope_scale < 1.0:
-            raise ValueError(f"rope_scale must be >= 1 (1 = no interpolation), got {self.rope_scale}")
+        check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
+        check_bool(self.bias, "bias")
+        # Bad RoPE values give NaN angles, which CPU attention turns into zeros: logits that look
+        # fine and are wrong. So they are refused here, even for position="learned" (a config is
+        # often switched to RoPE later by dataclasses.replace).
+        check_real(self.rope_base, "rope_base", 0.0, low_open=True)
+        check_real(self.rope_scale, "rope_scale", 1.0)
+        check_real(self.layer_norm_eps, "layer_norm_eps", 0.0, low_open=True)
+
+
+def _check_ids_tensor(ids, name: str) -> None:
+    """Token ids must be an integer tensor: float ids would otherwise fail deep inside nn.Embedding."""
+    if not isinstance(ids, torch.Tensor):
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor of token ids (dtype torch.long), got {type(ids).__name__}")
+    if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ArgumentTypeError(f"{name} must hold integer token ids (dtype torch.long), got dtype {ids.dtype}")
 
 
 # --- rotary position embedding -----------------------------------------------------------------
 
 def rope_cos_sin(positions: torch.Tensor, head_size: int, base: float = 10000.0, scale: float = 1.0):
     """cos and sin of the rotation angles, each (T, hs/2): angle = (position / scale) * base^(-2i/hs)."""
+    # Checked here too: chapter 8 changes config.rope_scale on a built model, past GPTConfig's checks.
+    base, scale = check_real(base, "rope_base", 0.0, low_open=True), check_real(scale, "rope_scale", 1.0)
     inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=positions.device) / head_size)
     angles = (positions.float() / scale)[:, None] * inv_freq[None, :]  # (T, hs/2)
     return angles.cos(), angles.sin()
@@ -211,6 +227,7 @@ class GPT(nn.Module):
     def features(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """idx (B, T) -> the final LayerNorm's output (B, T, C), the input of the head (a reward
         model puts its own head here: chapter 10)."""
+        _check_ids_tensor(idx, "idx")
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
         B, T = idx.shape
@@ -220,9 +237,12 @@ class GPT(nn.Module):
         if self.config.position == "learned" and past + T > self.config.block_size:
             raise ValueError(f"sequence length {past + T} exceeds block_size {self.config.block_size}: learned "
                              "positions only exist up to block_size (crop the context, or use position='rope')")
+        if idx.device != self.transformer.wte.weight.device:
+            raise ValueError(f"idx is on {idx.device} but the model is on {self.transformer.wte.weight.device}; "
+                             "move one of them (idx.to(device))")
         if bool(((idx < 0) | (idx >= self.config.vocab_size)).any()):
             bad = idx[(idx < 0) | (idx >= self.config.vocab_size)][:5].tolist()
-            raise ValueError(f"token ids must be in [0, {self.config.vocab_size - 1}], got {bad}")
+            raise ValueError(f"idx must hold token ids in [0, {self.config.vocab_size - 1}], got {bad}")
         positions = torch.arange(past, past + T, device=idx.device)  # (T,)
         x = self.transformer.wte(idx)  # (B, T, C)
         if self.transformer.wpe is not None:
@@ -238,11 +258,23 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if targets is not None:
-            if targets.shape != idx.shape:
-                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
-            # Next-token prediction is classification at every position; -100 marks positions without loss.
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+            self._check_targets(targets, idx)
+            # Next-token prediction is classification at every position; IGNORE_INDEX marks positions without loss.
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                   ignore_index=IGNORE_INDEX)
         return logits, loss
+
+    def _check_targets(self, targets: torch.Tensor, idx: torch.Tensor) -> None:
+        """Targets are token ids of idx's shape, or IGNORE_INDEX (-100) where a position has no loss."""
+        _check_ids_tensor(targets, "targets")
+        if targets.shape != idx.shape:
+            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        if targets.device != idx.device:
+            raise ValueError(f"targets are on {targets.device} but idx is on {idx.device}; move them (targets.to(device))")
+        bad = (targets != IGNORE_INDEX) & ((targets < 0) | (targets >= self.config.vocab_size))
+        if bool(bad.any()):
+            raise ValueError(f"targets must be token ids in [0, {self.config.vocab_size - 1}] or {IGNORE_INDEX} "
+                             f"(no loss at that position), got {targets[bad][:5].tolist()}")
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -253,8 +285,10 @@ class GPT(nn.Module):
         ``crop=True`` keeps only the last block_size tokens when the context grows too long (this
         disables the cache, which cannot drop old positions); otherwise a too-long context is an error.
         """
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+        max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=0)
+        greedy, use_cache, crop = (check_bool(v, n) for v, n in ((greedy, "greedy"), (use_cache, "use_cache"),
+                                                                 (crop, "crop")))
+        _check_ids_tensor(idx, "idx")
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}; use idx[None] for one sequence")
         limit = self.config.block_size

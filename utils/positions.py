@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import check_int, check_real
+
 __all__ = ["frequencies", "sinusoidal_encoding", "shift_matrix", "apply_rope"]
 
 
 def _check_even(d: int, name: str = "d_model") -> None:
-    if not isinstance(d, (int, np.integer)) or d < 2 or d % 2:
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 2 or d % 2:
         raise ValueError(f"{name} must be an even integer >= 2 (dimensions come in pairs), got {d!r}")
 
 
 def frequencies(d: int, base: float = 10000.0) -> np.ndarray:
     """The d/2 angular frequencies base^(-2i/d), i = 0 .. d/2 - 1, fastest first. Defined in chapter 4."""
     _check_even(d)
+    base = check_real(base, "base", 0.0, low_open=True)  # base <= 0 gives NaN or inf frequencies
     return base ** (-np.arange(0, d, 2) / d)
 
 
@@ -36,8 +39,7 @@ def sinusoidal_encoding(n_positions: int, d_model: int, base: float = 10000.0) -
 
     Example: sinusoidal_encoding(1, 4) -> [[0, 1, 0, 1]] (position 0: sin 0 = 0, cos 0 = 1)
     """
-    if not isinstance(n_positions, (int, np.integer)) or n_positions < 1:
-        raise ValueError(f"n_positions must be an integer >= 1, got {n_positions!r}")
+    n_positions = check_int(n_positions, "n_positions", minimum=1)
     angles = np.arange(n_positions)[:, None] * frequencies(d_model, base)[None, :]  # (n, d/2)
     pe = np.empty((n_positions, d_model))
     pe[:, 0::2], pe[:, 1::2] = np.sin(angles), np.cos(angles)
@@ -62,6 +64,8 @@ def apply_rope(x, positions, base: float = 10000.0) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     _check_even(x.shape[-1], "the last dimension of x")
     positions = np.asarray(positions, dtype=float)
+    if not np.isfinite(positions).all():
+        raise ValueError(f"positions must be finite numbers, got {positions.tolist()[:8]}")
     if positions.shape != x.shape[:-1]:
         raise ValueError(f"positions must have shape {x.shape[:-1]} (one per vector), got {positions.shape}")
     angles = positions[..., None] * frequencies(x.shape[-1], base)  # (T, d/2)

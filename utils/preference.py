@@ -54,8 +54,8 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
              ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DPO loss (Rafailov et al., 2023, eq. 7) from sequence log-probabilities, and the implicit
     rewards beta * (log pi - log ref) of the chosen and rejected answers. Defined in chapter 10."""
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0 (how strongly the policy stays near the reference), got {beta}")
+    if isinstance(beta, bool) or not beta > 0:
+        raise ValueError(f"beta must be > 0 (how strongly the policy stays near the reference), got {beta!r}")
     chosen_reward = beta * (policy_chosen - ref_chosen)
     rejected_reward = beta * (policy_rejected - ref_rejected)
     return -F.logsigmoid(chosen_reward - rejected_reward).mean(), chosen_reward.detach(), rejected_reward.detach()

@@ -357,8 +357,9 @@ def train_reference(progress: bool = True) -> tuple[GPT, dict]:
 
 
 def evaluate_reference(model: GPT) -> float:
+    """The reference run's validation loss of ``model``, on the device the model is on. Defined in chapter 8."""
     data = reference_batches()
-    trainer = Trainer(model, REFERENCE_TRAIN, data.get_batch, device="cpu")
+    trainer = Trainer(model, REFERENCE_TRAIN, data.get_batch, device=next(model.parameters()).device)
     return trainer.evaluate()
 
 

@@ -17,8 +17,15 @@ Tie rules (stated because tests rely on them):
 - top-k keeps *every* token whose logit equals the k-th largest one, so ties at the boundary
   can keep more than k tokens (nanoGPT and Hugging Face do the same).
 - top-p keeps the smallest set of most-probable tokens whose probabilities add up to >= p, and
-  also every token tied with the least probable member of that set, so the result does not
-  depend on token order. A cumulative sum within ``TOP_P_TOLERANCE`` of p counts as reaching p.
+  also every token tied with the least probable member of that set (equal logits), so the result
+  does not depend on token order. The most probable token is always kept. This is the one rule,
+  stated here; ``utils.sampling_torch`` implements the same. Masses are computed in float64
+  (whatever the logits' dtype), and a cumulative sum within ``TOP_P_TOLERANCE`` (1e-12) of p
+  counts as reaching it: float rounding of 0.5 + 0.3 cannot make p = 0.8 take a third token, and
+  the boundary token is dropped only when the mass before it is within 1e-12 of p, however small
+  its own probability. Without ties this is the set Hugging Face's ``TopPLogitsWarper`` keeps when
+  it computes in float64; with ties it keeps one tied token of several, in sort order. Tests check
+  NumPy, PyTorch and Hugging Face on random logits with ties, -inf and extreme temperatures.
 - greedy decoding picks the lowest token id among equal maxima (``np.argmax``).
 """
 
@@ -29,7 +36,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .validation import (
+    ArgumentTypeError,
+    check_bool,
+    check_int,
     check_logits_shape,
+    check_seed,
+    check_token_ids,
     check_temperature,
     check_top_k,
     check_top_p,
@@ -52,8 +64,11 @@ __all__ = [
     "generate",
 ]
 
-#: Cumulative probability within this distance of top_p counts as reaching it (float rounding).
-TOP_P_TOLERANCE = 1e-6
+#: Cumulative probability within this distance of top_p counts as reaching it. It absorbs the
+#: rounding of a float64 sum (about 1e-16 per term) and nothing more: a larger value, such as the
+#: 1e-6 this module once used, drops the boundary token whenever that token's probability is of
+#: the same order, which at GPT-2's 50,257 tokens is common.
+TOP_P_TOLERANCE = 1e-12
 
 
 def as_logits(logits, name: str = "logits") -> np.ndarray:
@@ -144,15 +159,19 @@ def top_p_filter(logits, top_p: float | None) -> np.ndarray:
     p = check_top_p(top_p)
     if p is None or p == 1.0:
         return x.copy()
-    probs = softmax(x)
-    sorted_probs = -np.sort(-probs, axis=-1)  # descending, (..., V)
-    # Probability mass of the tokens ranked strictly before each position (an exclusive cumsum).
-    mass_before = np.cumsum(sorted_probs, axis=-1) - sorted_probs
+    # Rank by logit, not by probability: equal logits are ties, whereas exp() of equal inputs can
+    # round differently depending on where they sit in the array (vectorised code paths).
+    sorted_logits = -np.sort(-x, axis=-1)  # descending, (..., V)
+    sorted_probs = softmax(sorted_logits)
+    # Probability mass of the tokens ranked strictly before each position (an exclusive cumsum,
+    # shifted rather than computed as cumsum - probs, which would add a rounding step).
+    cumulative = np.cumsum(sorted_probs, axis=-1)
+    mass_before = np.concatenate([np.zeros_like(cumulative[..., :1]), cumulative[..., :-1]], axis=-1)
     # A token is needed while the mass before it has not reached p. Mass within TOP_P_TOLERANCE
     # of p counts as reached, so float rounding of 0.5 + 0.3 cannot make p = 0.8 take a third token.
     n_keep = np.maximum((mass_before < p - TOP_P_TOLERANCE).sum(axis=-1, keepdims=True), 1)  # (..., 1)
-    threshold = np.take_along_axis(sorted_probs, n_keep - 1, axis=-1)  # prob of the last kept token
-    return np.where(probs >= threshold, x, -np.inf)
+    threshold = np.take_along_axis(sorted_logits, n_keep - 1, axis=-1)  # logit of the last kept token
+    return np.where(x >= threshold, x, -np.inf)  # >=: its ties are kept too
 
 
 def filter_logits(logits, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
@@ -177,9 +196,12 @@ def next_token_probs(logits, temperature: float = 1.0, top_k: int | None = None,
 def _as_rng(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise ValueError(f"rng must be a numpy Generator, an integer seed or None, got {type(rng).__name__}")
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(check_seed(rng, "rng"))
+    raise ArgumentTypeError(f"rng must be a numpy Generator, an integer seed >= 0 or None, got {rng!r:.60} "
+                            f"({type(rng).__name__})")
 
 
 def sample_next(
@@ -225,8 +247,8 @@ def cross_entropy(logits, target):
     logp = log_softmax(logits)
     vocab = logp.shape[-1]
     t = np.asarray(target)
-    if not np.issubdtype(t.dtype, np.integer):
-        raise ValueError(f"target must be integer token id(s), got dtype {t.dtype}")
+    if not np.issubdtype(t.dtype, np.integer):  # bools and floats are not ids: 0.5 would silently become 0
+        raise ArgumentTypeError(f"target must be integer token id(s), got {target!r:.60} (dtype {t.dtype})")
     if logp.ndim == 1 and t.ndim != 0 or logp.ndim == 2 and t.shape != (logp.shape[0],):
         raise ValueError(f"target shape {t.shape} does not match logits shape {logp.shape}: expected one id per row")
     if np.any((t < 0) | (t >= vocab)):
@@ -252,14 +274,17 @@ def generate(
     logits of the next token. Returns prompt + generated ids. Defined in chapter 1; the GPT's
     ``generate`` in chapter 7 is the same loop in PyTorch with a KV cache.
     """
-    if len(prompt) == 0:
+    context = check_token_ids(prompt, "prompt")
+    if not context:
         raise ValueError("prompt must contain at least one token id, got an empty sequence")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=0)
+    greedy = check_bool(greedy, "greedy")
     generator = _as_rng(rng)
-    context = list(prompt)
     for _ in range(max_new_tokens):
-        logits = next_logits(context)
+        logits = np.asarray(next_logits(context))
+        if logits.ndim != 1:  # a (1, V) or (B, V) answer would put arrays into the token list
+            raise ValueError(f"next_logits(context) must return the (V,) logits of the next token, got shape "
+                             f"{logits.shape}; for a batch of B sequences call sample_next on (B, V) logits yourself")
         if greedy:
             token = greedy_next(logits)
         else:

@@ -12,6 +12,7 @@ import torch
 
 from .sampling import TOP_P_TOLERANCE
 from .validation import (
+    ArgumentTypeError,
     check_logits_shape,
     check_temperature,
     check_top_k,
@@ -37,7 +38,7 @@ __all__ = [
 def as_logits(logits: torch.Tensor, name: str = "logits") -> torch.Tensor:
     """Validate logits of shape (V,) or (B, V) and return them as a float tensor (float32 or float64)."""
     if not isinstance(logits, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
     check_logits_shape(tuple(logits.shape), name)
     x = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
     message = describe_bad_logits(
@@ -76,18 +77,30 @@ def top_k_filter(logits: torch.Tensor, top_k: int | None) -> torch.Tensor:
     return x.masked_fill(x < kth_largest, float("-inf"))
 
 
+def _float64(x: torch.Tensor) -> torch.Tensor:
+    """x in float64, on the CPU if x's device has no float64 (Apple's MPS)."""
+    return x.double() if x.device.type != "mps" else x.cpu().double()
+
+
 def top_p_filter(logits: torch.Tensor, top_p: float | None) -> torch.Tensor:
-    """Nucleus filter (Holtzman et al. 2020) with the tie rule of ``utils.sampling.top_p_filter``."""
+    """Nucleus filter (Holtzman et al. 2020) with the boundary and tie rule of ``utils.sampling``.
+
+    The kept set is computed in float64 whatever the logits' dtype: a float32 cumulative sum over
+    50,000 tokens is off by more than the probability of the tokens at the boundary, and NumPy and
+    PyTorch would then keep different sets. The returned logits keep their dtype.
+    """
     x = as_logits(logits)
     p = check_top_p(top_p)
     if p is None or p == 1.0:
         return x.clone()
-    probs = torch.softmax(x, dim=-1)
-    sorted_probs, _ = torch.sort(probs, dim=-1, descending=True)  # (..., V)
-    mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+    x64 = _float64(x)
+    sorted_logits, _ = torch.sort(x64, dim=-1, descending=True)  # rank by logit: equal logits are ties
+    sorted_probs = torch.softmax(sorted_logits, dim=-1)  # (..., V)
+    cumulative = torch.cumsum(sorted_probs, dim=-1)
+    mass_before = torch.cat([torch.zeros_like(cumulative[..., :1]), cumulative[..., :-1]], dim=-1)
     n_keep = (mass_before < p - TOP_P_TOLERANCE).sum(dim=-1, keepdim=True).clamp(min=1)  # (..., 1)
-    threshold = torch.gather(sorted_probs, -1, n_keep - 1)  # prob of the last kept token
-    return x.masked_fill(probs < threshold, float("-inf"))
+    threshold = torch.gather(sorted_logits, -1, n_keep - 1)  # logit of the last kept token
+    return x.masked_fill((x64 < threshold).to(x.device), float("-inf"))
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -126,7 +139,7 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     logp = log_softmax(logits)
     target = torch.as_tensor(target, device=logp.device)
     if target.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-        raise ValueError(f"target must be integer token id(s), got dtype {target.dtype}")
+        raise ArgumentTypeError(f"target must be integer token id(s), got {target!r:.60} (dtype {target.dtype})")
     expected = () if logp.dim() == 1 else (logp.shape[0],)
     if tuple(target.shape) != expected:
         raise ValueError(f"target shape {tuple(target.shape)} does not match logits shape {tuple(logp.shape)}: "

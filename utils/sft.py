@@ -22,6 +22,7 @@ import torch
 from .bpe import BPETokenizer
 from .tiny_world import World
 from .train import TrainConfig, Trainer
+from .validation import check_int
 
 __all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "answer_text", "split_subjects", "relative_change",
            "SFT_TRAIN", "SFT_BLOCK_SIZE", "SFT_BATCH_SIZE", "finetune_reference"]
@@ -53,6 +54,8 @@ def collate(examples: list[tuple[list[int], list[bool]]], block_size: int, pad_i
     """
     if not examples:
         raise ValueError("examples must not be empty")
+    block_size = check_int(block_size, "block_size", minimum=1)
+    pad_id = check_int(pad_id, "pad_id", minimum=0)
     x = torch.full((len(examples), block_size), pad_id, dtype=torch.long)
     y = torch.full((len(examples), block_size), -100, dtype=torch.long)
     for row, (ids, mask) in enumerate(examples):

@@ -31,6 +31,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+from .validation import check_choice, check_int, check_seed
 
 __all__ = ["TEMPLATES", "QUESTIONS", "RELATIONS", "PREFERENCE_RULE", "FACT_SLOTS", "World", "DOC_SEPARATOR", "addition_example",
            "addition_completion", "parse_answer"]
@@ -72,6 +75,13 @@ _JOBS = ["baker", "pilot", "farmer", "teacher", "doctor", "painter", "sailor", "
 _EXPORTS = ["tea", "salt", "wool", "copper", "rice", "silk", "timber", "glass", "honey", "olives"]
 
 
+@lru_cache(maxsize=1)
+def _all_names() -> frozenset:
+    """Every name ``World`` can draw: 2 or 3 syllables, 16,250 in all (no two spellings coincide)."""
+    pairs = [a + b for a in _SYLLABLES for b in _SYLLABLES]
+    return frozenset(pairs) | frozenset(p + c for p in pairs for c in _SYLLABLES)
+
+
 def _entropy(probs) -> float:
     return -sum(p * math.log(p) for p in probs if p > 0)
 
@@ -87,12 +97,17 @@ class World:
     people: dict = field(init=False)  # name -> {"home": ..., "job": ..., "age": ..., "pronoun": ...}
 
     def __post_init__(self):
-        if self.n_countries < 1 or self.n_people < 1:
-            raise ValueError(f"n_countries and n_people must be >= 1, got {self.n_countries} and {self.n_people}")
+        seed = check_seed(self.seed)  # None would seed from the clock: a different world on every run
+        check_int(self.n_countries, "n_countries", minimum=1)
+        check_int(self.n_people, "n_people", minimum=1)
+        needed = 2 * self.n_countries + self.n_people  # countries, capitals and people need distinct names
+        if needed > len(_all_names()):
+            raise ValueError(f"2 * n_countries + n_people must be at most {len(_all_names()):,} (the distinct names "
+                             f"of 2 or 3 syllables), got 2 * {self.n_countries} + {self.n_people} = {needed:,}")
         total = sum(p for _, p, _ in TEMPLATES)
         if abs(total - 1) > 1e-12:
             raise ValueError(f"template probabilities must sum to 1, they sum to {total}")
-        rng = random.Random(self.seed)
+        rng = random.Random(seed)  # an int: random.Random refuses NumPy integers
         names = self._unique_names(rng, self.n_countries * 2 + self.n_people)
         country_names = names[: self.n_countries]
         capitals = names[self.n_countries: 2 * self.n_countries]
@@ -104,10 +119,13 @@ class World:
 
     @staticmethod
     def _unique_names(rng: random.Random, n: int) -> list[str]:
+        """n distinct random names (n <= len(_all_names()), checked by the caller: more would loop forever)."""
         names: list[str] = []
+        seen: set[str] = set()  # a set, so that 16,000 names take a second rather than minutes
         while len(names) < n:
             name = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
-            if name not in names:
+            if name not in seen:
+                seen.add(name)
                 names.append(name)
         return names
 
@@ -141,11 +159,13 @@ class World:
         return self.render(t, rng.choice(self.subjects(TEMPLATES[t][2])))
 
     def document(self, rng: random.Random, n_sentences: int = 4) -> str:
+        check_int(n_sentences, "n_sentences", minimum=1)
         return DOC_SEPARATOR.join(self.sample_sentence(rng) for _ in range(n_sentences))
 
     def corpus(self, n_documents: int, seed: int = 0, n_sentences: int = 4) -> list[str]:
         """``n_documents`` documents; the same seed gives the same text."""
-        rng = random.Random(seed)
+        check_int(n_documents, "n_documents", minimum=0)
+        rng = random.Random(check_seed(seed))
         return [self.document(rng, n_sentences) for _ in range(n_documents)]
 
     def facts(self, kind: str, subject: str) -> dict:
@@ -162,8 +182,8 @@ class World:
         the questions to those subjects (to hold some out). The random choices do not depend on
         the style.
         """
-        if style not in ("sentence", "short"):
-            raise ValueError(f"style must be 'sentence' or 'short', got {style!r}")
+        check_choice(style, "style", ("sentence", "short"))
+        check_int(n, "n", minimum=0)
         out = []
         while len(out) < n:
             question, t, short = rng.choice(QUESTIONS)
@@ -234,8 +254,7 @@ class World:
             raise ValueError(f"relation must be one of {sorted(RELATIONS)}, got {relation!r}")
         kind, attribute = RELATIONS[relation]
         pool = self.subjects(kind)
-        if not isinstance(n_shots, int) or not 0 <= n_shots < len(pool):
-            raise ValueError(f"n_shots must be an integer in [0, {len(pool) - 1}], got {n_shots!r}")
+        check_int(n_shots, "n_shots", minimum=0, maximum=len(pool) - 1)
         chosen = rng.sample(pool, n_shots + 1)
         lines = []
         for subject in chosen[:-1]:
@@ -252,8 +271,7 @@ class World:
         as far as the list is long (chapter 8's context-length experiment; induction heads in
         chapter 12). Example: ("Zanlo Vogri =", " Zanlo Vogri\n").
         """
-        if not isinstance(n_names, int) or n_names < 1:
-            raise ValueError(f"n_names must be an integer >= 1, got {n_names!r}")
+        check_int(n_names, "n_names", minimum=1)
         names = [rng.choice(list(self.people)) for _ in range(n_names)]
         return " ".join(names) + " =", " " + " ".join(names) + "\n"
 
@@ -293,8 +311,7 @@ def addition_example(rng: random.Random, n_digits: int, steps: bool) -> tuple[st
     Example (steps=True):  "47+85=" -> "7+5+0=12;4+8+1=13;so 132"
     Example (steps=False): "47+85=" -> "132"
     """
-    if not isinstance(n_digits, int) or n_digits < 1:
-        raise ValueError(f"n_digits must be an integer >= 1, got {n_digits!r}")
+    check_int(n_digits, "n_digits", minimum=1)
     low = 10 ** (n_digits - 1) if n_digits > 1 else 0
     a, b = rng.randint(low, 10**n_digits - 1), rng.randint(low, 10**n_digits - 1)
     return f"{a}+{b}=", addition_completion(a, b, steps)
@@ -303,7 +320,8 @@ def addition_example(rng: random.Random, n_digits: int, steps: bool) -> tuple[st
 def addition_completion(a: int, b: int, steps: bool) -> str:
     """The completion of "a+b=" for two numbers of the same number of digits: the sum, or with
     ``steps`` every column right to left as ``digit+digit+carry=total``, then ``so`` and the sum."""
-    if not (isinstance(a, int) and isinstance(b, int)) or a < 0 or b < 0 or len(str(a)) != len(str(b)):
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (a, b)) or a < 0 or b < 0 \
+            or len(str(a)) != len(str(b)):
         raise ValueError(f"a and b must be non-negative integers with the same number of digits, got {a!r} and {b!r}")
     if not steps:
         return str(a + b)

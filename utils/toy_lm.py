@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .validation import check_real
+
 __all__ = ["TINY_CORPUS", "BigramLM"]
 
 #: The toy corpus of chapter 1. Greedy decoding from "the" loops on it (see the chapter).
@@ -35,8 +37,7 @@ class BigramLM:
         words = text.split()
         if len(words) < 2:
             raise ValueError(f"text must contain at least 2 words to count a bigram, got {len(words)}")
-        if not smoothing >= 0:
-            raise ValueError(f"smoothing must be >= 0, got {smoothing!r}")
+        check_real(smoothing, "smoothing", 0.0)  # not a bool, not NaN: add-k counts need a number k >= 0
         self.vocab: list[str] = sorted(set(words))  # sorted, so token ids do not depend on hash order
         self.stoi = {w: i for i, w in enumerate(self.vocab)}
         V = len(self.vocab)

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from .device import autocast_for
+from .validation import check_bool, check_int, check_real
 
 __all__ = ["TrainConfig", "lr_at", "Trainer"]
 
@@ -44,14 +45,22 @@ class TrainConfig:
     compile: bool = False  # torch.compile: faster on GPUs, slow to start; off by default
 
     def __post_init__(self):
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError(f"warmup_steps must be in [0, max_steps={self.max_steps}], got {self.warmup_steps}")
-        if not 0 < self.min_lr <= self.lr:
-            raise ValueError(f"need 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
-        if self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
+        check_int(self.max_steps, "max_steps", minimum=1)
+        check_int(self.warmup_steps, "warmup_steps", minimum=0, maximum=self.max_steps)
+        check_real(self.lr, "lr", 0.0, low_open=True)
+        check_real(self.min_lr, "min_lr", 0.0, low_open=True)
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr must be <= lr = {self.lr} (the cosine decays from lr to min_lr), got {self.min_lr}")
+        check_real(self.weight_decay, "weight_decay", 0.0)  # a negative decay pushes weights away from 0
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
+        for i, beta in enumerate(self.betas):
+            check_real(beta, f"betas[{i}]", 0.0, 1.0, high_open=True)
+        # NaN would pass a `grad_clip <= 0` test and clip every gradient to NaN.
+        check_real(self.grad_clip, "grad_clip", 0.0, low_open=True)
+        check_int(self.eval_every, "eval_every", minimum=1)  # fit() evaluates when step % eval_every == 0
+        check_int(self.eval_batches, "eval_batches", minimum=1)  # evaluate() averages over them
+        check_bool(self.compile, "compile")
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -60,6 +69,7 @@ def lr_at(step: int, config: TrainConfig) -> float:
     Example (lr 1, min_lr 0.1, warmup 10, 110 steps): step 0 -> 0.1, step 9 -> 1.0, step 60 -> 0.54,
     step 109 -> 0.1. Defined in chapter 8.
     """
+    step = check_int(step, "step", minimum=0)  # a negative step would give a negative rate in warmup
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     span = max(config.max_steps - config.warmup_steps - 1, 1)
@@ -110,6 +120,9 @@ class Trainer:
         """Train until ``max_steps`` (or for ``steps`` more steps). Returns the history so far."""
         from tqdm.auto import tqdm
 
+        if steps is not None:
+            check_int(steps, "steps", minimum=0)
+        check_bool(progress, "progress")
         end = self.config.max_steps if steps is None else min(self.step + steps, self.config.max_steps)
         self.model.train()
         bar = tqdm(range(self.step, end), desc="training", disable=not progress, leave=False)

@@ -7,17 +7,31 @@ call also emits a small machine-readable record (MIME type ``CHECK_MIME``) in th
 which ``python -m utils.grade`` collects. Nothing here needs a server, so it works in Colab.
 
 A check never raises: an exception in the learner's code, a stub that still raises
-``NotImplementedError``, or an answer left as ``...`` is reported as a failed check.
+``NotImplementedError``, or an answer left as ``...`` is reported as a failed check. An exception
+raised by the check's own code (no frame of the learner's code on the stack) is a bug in
+``utils.checks``: it is reported as a *checker error*, with the file and line in ``utils``, and the
+grader lists it apart from the learner's mistakes.
+
+Checks call the learner's functions through ``call``, which passes copies of arrays, tensors and
+containers: a correct answer that scales its input in place (``Q /= np.sqrt(d)``) must neither fail
+nor corrupt the inputs of the next check.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
+import os
+import site
+import sys
+import sysconfig
 import traceback
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["CHECK_MIME", "Question", "Fail", "question", "report", "questions_of", "is_unanswered", "as_array"]
+__all__ = ["CHECK_MIME", "Question", "Fail", "question", "report", "questions_of", "is_unanswered", "as_array",
+           "call", "copy_arg", "as_number"]
 
 CHECK_MIME = "application/vnd.llmcc.check+json"
 
@@ -45,19 +59,67 @@ def as_array(x, what: str):
         raise Fail(f"{what} should return an array of numbers, got {type(x).__name__}") from None
 
 
+def as_number(x, what: str) -> float:
+    """The learner's answer as a float, or a Fail that says a number was expected."""
+    import numpy as np
+
+    if isinstance(x, (bool, str, bytes)) or x is None:  # np.asarray("0.4", dtype=float) would accept text
+        raise Fail(f"{what} should be a number, got {x!r:.60}")
+    try:
+        value = float(np.asarray(x, dtype=float).reshape(()))
+    except (TypeError, ValueError):
+        raise Fail(f"{what} should be a number, got {type(x).__name__} {x!r:.60}") from None
+    return value
+
+
+def copy_arg(x):
+    """A copy of an argument the learner's code could change in place: arrays, tensors (``clone``
+    keeps the autograd graph, so gradients still reach the original), containers of them, and
+    dataclass instances such as a ``GPTConfig``. Models and optimisers are passed as they are:
+    questions about training steps ask the learner to change them."""
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        if isinstance(x, torch.Tensor):
+            return x.clone()
+        if isinstance(x, (torch.nn.Module, torch.optim.Optimizer)):
+            return x
+    if isinstance(x, list):
+        return [copy_arg(v) for v in x]
+    if isinstance(x, tuple) and not hasattr(x, "_fields"):
+        return tuple(copy_arg(v) for v in x)
+    if isinstance(x, dict):
+        return {k: copy_arg(v) for k, v in x.items()}
+    if isinstance(x, set):
+        return set(x)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return copy.deepcopy(x)
+    return x
+
+
+def call(fn, *args, **kwargs):
+    """Call the learner's ``fn`` on copies of the arguments (see ``copy_arg``), so the check's fixtures stay intact."""
+    return fn(*(copy_arg(a) for a in args), **{k: copy_arg(v) for k, v in kwargs.items()})
+
+
 def is_unanswered(value) -> bool:
     """True for the placeholder ``...`` that the exercise notebooks leave for short answers."""
     return value is Ellipsis
 
 
-def report(q: Question, passed: bool, message: str) -> dict:
+def report(q: Question, passed: bool, message: str, checker_error: bool = False) -> dict:
     """Print the one-line verdict and emit the grader's record. Returns the record."""
-    mark = "PASS" if passed else "FAIL"
+    mark = "PASS" if passed else ("CHECKER ERROR" if checker_error else "FAIL")
     line = f"{mark} {q.id} ({q.title}), {q.points if passed else 0}/{q.points} points" + (
         "" if passed and not message else f": {message}"
     )
     record = {"id": q.id, "passed": bool(passed), "points": q.points if passed else 0,
               "max_points": q.points, "message": message}
+    if checker_error:
+        record["checker_error"] = True
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -92,9 +154,8 @@ def question(registry: dict, qid: str, title: str, points: int) -> Callable:
                 return report(q, False, str(e))
             except NotImplementedError:
                 return report(q, False, "not implemented yet: replace `raise NotImplementedError` with your code")
-            except Exception as e:  # the learner's code raised: say where, briefly
-                frame = traceback.extract_tb(e.__traceback__)[-1]
-                return report(q, False, f"your code raised {type(e).__name__}: {e} (line {frame.lineno})")
+            except Exception as e:
+                return _report_exception(q, e, check, (*args, *kwargs.values()))
             return report(q, True, message or "")
 
         @functools.wraps(check)
@@ -108,6 +169,62 @@ def question(registry: dict, qid: str, title: str, points: int) -> Callable:
         return wrapper
 
     return decorate
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Directories whose code is not the learner's: this package, the standard library, site-packages."""
+    paths = {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}  # utils/
+    paths.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib"))
+    try:
+        paths.update(site.getsitepackages() + [site.getusersitepackages()])
+    except AttributeError:  # pragma: no cover - some embedded interpreters lack these
+        pass
+    return tuple(os.path.realpath(p) + os.sep for p in paths if p)
+
+
+def _is_library_file(filename: str) -> bool:
+    if filename.startswith("<frozen"):
+        return True
+    if filename.startswith("<"):  # "<ipython-input-...>", "<string>": code typed by someone, not a library
+        return False
+    return os.path.realpath(filename).startswith(_library_dirs())
+
+
+def _code_of(answer):
+    """The code object of a learner's function (plain function, lambda, method or partial), or None."""
+    while isinstance(answer, functools.partial):
+        answer = answer.func
+    answer = getattr(answer, "__func__", answer)  # a bound method
+    return getattr(answer, "__code__", None)
+
+
+def _learner_line(frames, codes) -> int | None:
+    """The line in the learner's code where the exception started, or None if their code is not on the stack.
+
+    Frames from the first call of one of the learner's functions down are theirs; the innermost of
+    them outside NumPy, PyTorch and the standard library is the line to show."""
+    start = next((i for i, (frame, _) in enumerate(frames) if frame.f_code in codes), None)
+    if start is None:
+        return None
+    own = [lineno for frame, lineno in frames[start:] if not _is_library_file(frame.f_code.co_filename)]
+    return own[-1] if own else frames[start][1]
+
+
+def _report_exception(q: Question, e: Exception, check: Callable, answers: tuple) -> dict:
+    """Blame the learner only if their code is on the stack; otherwise the check itself is broken."""
+    frames = list(traceback.walk_tb(e.__traceback__))[1:]  # [0] is `run` calling the check
+    codes = {c for c in map(_code_of, answers) if c is not None}
+    line = _learner_line(frames, codes)
+    if line is None:  # an answer that is not a Python function (a class, a builtin): any frame outside the check
+        check_file = check.__code__.co_filename
+        others = [n for f, n in frames if f.f_code.co_filename != check_file and not _is_library_file(f.f_code.co_filename)]
+        line = others[-1] if others else None
+    if line is not None:
+        return report(q, False, f"your code raised {type(e).__name__}: {e} (line {line})")
+    frame, lineno = frames[-1] if frames else (None, None)
+    place = f" at {os.path.basename(frame.f_code.co_filename)}:{lineno}" if frame is not None else ""
+    return report(q, False, f"checker error: the check itself raised {type(e).__name__}: {e}{place}. This is a bug "
+                            "in utils.checks, not a verdict on your answer; please report it", checker_error=True)
 
 
 def questions_of(module) -> list[Question]:

@@ -14,7 +14,7 @@ from .. import context_cost as cost
 from .. import long_context as ref
 from ..context_budget import BudgetPlan, Evidence, Turn
 from ..corpus import parallel_text
-from . import Fail, question
+from . import Fail, as_number, call, question
 
 QUESTIONS: dict = {}
 
@@ -56,9 +56,10 @@ def kv_cache_bytes(fn):
 
 @question(QUESTIONS, "q2", "attention FLOPs when the context quadruples", points=1)
 def flops_ratio(ratio):
-    if abs(float(ratio) - 4) < 1e-9:
+    ratio = as_number(ratio, "ratio")
+    if abs(ratio - 4) < 1e-9:
         raise Fail("4x is the KV cache (linear in n); attention compares every token with every token (n^2)")
-    if abs(float(ratio) - 16) > 1e-9:
+    if abs(ratio - 16) > 1e-9:
         raise Fail(f"got {ratio}; compare attention_flops at 32,768 and at 8,192 tokens")
     return "(32768 / 8192)^2 = 16"
 
@@ -86,7 +87,7 @@ def linear_attention(fn):
     for n, d, dv in [(7, 4, 3), (64, 8, 8), (300, 16, 5)]:
         Q, K, V = rng.normal(size=(n, d)), rng.normal(size=(n, d)), rng.normal(size=(n, dv))
         fq, fk = ref.elu_feature_map(Q), ref.elu_feature_map(K)
-        got = np.asarray(fn(fq, fk, V))
+        got = np.asarray(call(fn, fq, fk, V))
         expected = ref.linear_attention(Q, K, V)
         if got.shape != expected.shape:
             raise Fail(f"expected shape {expected.shape}, got {got.shape}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import positions as ref
-from . import Fail, as_array, question
+from . import Fail, as_array, as_number, call, question
 
 QUESTIONS: dict = {}
 
@@ -19,7 +19,7 @@ QUESTIONS: dict = {}
 @question(QUESTIONS, "q1", "sinusoidal encoding", points=2)
 def sinusoidal_encoding(fn):
     for n, d in [(1, 4), (50, 16), (7, 64)]:
-        got = as_array(fn(n, d), f"sinusoidal_encoding({n}, {d})")
+        got = as_array(call(fn, n, d), f"sinusoidal_encoding({n}, {d})")
         expected = ref.sinusoidal_encoding(n, d)
         if got.shape != expected.shape:
             raise Fail(f"sinusoidal_encoding({n}, {d}) should have shape {expected.shape}, got {got.shape}")
@@ -37,7 +37,7 @@ def sinusoidal_encoding(fn):
 def shift_matrix(fn):
     pe = ref.sinusoidal_encoding(40, 16)
     for k in (1, 5, 12):
-        M = as_array(fn(k, 16), f"shift_matrix({k}, 16)")
+        M = as_array(call(fn, k, 16), f"shift_matrix({k}, 16)")
         if M.shape != (16, 16):
             raise Fail(f"shift_matrix({k}, 16) should be (16, 16), got {M.shape}")
         if np.allclose(pe[k:], pe[:-k] @ M):
@@ -53,7 +53,7 @@ def apply_rope(fn):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(6, 8))
     pos = np.arange(6)
-    got = as_array(fn(x.copy(), pos), "apply_rope(x, positions)")
+    got = as_array(call(fn, x, pos), "apply_rope(x, positions)")
     if got.shape != x.shape:
         raise Fail(f"apply_rope should keep the shape {x.shape}, got {got.shape}")
     if not np.allclose(np.linalg.norm(got, axis=1), np.linalg.norm(x, axis=1)):
@@ -71,7 +71,7 @@ def apply_rope(fn):
         raise Fail("lengths are kept but the angles are wrong: pair i of a vector at position m turns by "
                    "m * 10000^(-2i/d)")
     q, k = rng.normal(size=(2, 8))
-    s = lambda m, n: (as_array(fn(q[None], [m]), "apply_rope") @ as_array(fn(k[None], [n]), "apply_rope").T).item()
+    s = lambda m, n: (as_array(call(fn, q[None], [m]), "apply_rope") @ as_array(call(fn, k[None], [n]), "apply_rope").T).item()
     if not np.isclose(s(9, 4), s(109, 104)):
         raise Fail("scores should depend only on the offset m - n")
     return "q.k depends only on the offset"
@@ -90,7 +90,8 @@ def position_parameters(n):
 def encoding_dot(value):
     expected = float(ref.sinusoidal_encoding(20, 64)[10] @ ref.sinusoidal_encoding(20, 64)[13])
     by_offset = float(np.cos(3 * ref.frequencies(64)).sum())
-    if not np.isclose(float(value), expected, atol=1e-3):
-        raise Fail(f"got {float(value):.4f}; compute PE(10) . PE(13) with d = 64 (or sum_i cos(3 w_i))")
+    value = as_number(value, "your answer")
+    if not np.isclose(value, expected, atol=1e-3):
+        raise Fail(f"got {value:.4f}; compute PE(10) . PE(13) with d = 64 (or sum_i cos(3 w_i))")
     assert np.isclose(expected, by_offset)
     return f"{expected:.4f} = sum over pairs of cos(3 w_i): it depends on the offset 3 only"

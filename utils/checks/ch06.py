@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ffn_memory as ref
-from . import Fail, question
+from . import Fail, call, copy_arg, question
 
 QUESTIONS: dict = {}
 _rng = np.random.default_rng(8)
@@ -23,7 +23,7 @@ XS = _rng.normal(size=(10, C))
 
 @question(QUESTIONS, "q1", "the FFN as keys and values", points=2)
 def ffn_memory(fn):
-    got = fn(XS[0], W1, b1, W2, b2)
+    got = call(fn, XS[0], W1, b1, W2, b2)
     if not isinstance(got, tuple) or len(got) != 2:
         raise Fail("return a pair (activations, output)")
     a, out = (np.asarray(v, dtype=float) for v in got)
@@ -45,7 +45,7 @@ def ffn_memory(fn):
 def top_units(fn):
     a, _ = ref.ffn_as_memory(XS, W1, b1, W2, b2)
     for s, k in [(0, 3), (4, 5)]:
-        got = np.asarray(fn(a[s], np.delete(a, s, axis=0), k))
+        got = np.asarray(call(fn, a[s], np.delete(a, s, axis=0), k))
         expected = ref.top_units(a[s], np.delete(a, s, axis=0), k)
         if len(got) != k:
             raise Fail(f"return k = {k} unit indices, got {len(got)}")
@@ -63,7 +63,8 @@ def edit(fn):
     units = ref.top_units(a[2], np.delete(a, 2, axis=0), 4)
     delta = _rng.normal(size=C)
     W2_copy = W2.copy()
-    new = np.asarray(fn(W2_copy, units, a[2], delta), dtype=float)
+    # W2_copy is passed as it is, to see whether the learner's code edits it in place; the rest are copies.
+    new = np.asarray(fn(W2_copy, copy_arg(units), copy_arg(a[2]), copy_arg(delta)), dtype=float)
     if not np.array_equal(W2_copy, W2):
         raise Fail("your function changed W2 in place; return an edited copy")
     changed = np.flatnonzero(np.any(new != W2, axis=1))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..model import GPT, GPTConfig
-from . import Fail, question
+from . import Fail, as_number, call, question
 
 QUESTIONS: dict = {}
 CONFIGS = [GPTConfig(), GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=100),
@@ -23,7 +23,7 @@ def count_params(fn):
     for config in CONFIGS:
         with torch.device("meta"):  # shapes only, no memory: GPT-2 medium would need 1.4 GB
             expected = GPT(config).num_params(non_embedding=False)
-        got = fn(config)
+        got = call(fn, config)  # a copy: CONFIGS must survive a learner who edits it
         if got is None:
             raise Fail("returned None: did you forget `return`?")
         untied = expected + config.vocab_size * config.n_embd
@@ -42,10 +42,11 @@ def mlp_share(share):
     C = 768
     mlp = 8 * C * C + 5 * C
     block = mlp + 4 * C * C + 4 * C + 4 * C
-    if abs(float(share) - mlp / block) > 0.002:
-        if abs(float(share) - mlp / block * 100) < 0.2:
+    share = as_number(share, "share")
+    if abs(share - mlp / block) > 0.002:
+        if abs(share - mlp / block * 100) < 0.2:
             raise Fail("give a fraction between 0 and 1, not a percentage")
-        raise Fail(f"got {float(share):.3f}; divide the MLP's parameters by the whole block's (attention, MLP, LayerNorms)")
+        raise Fail(f"got {share:.3f}; divide the MLP's parameters by the whole block's (attention, MLP, LayerNorms)")
     return f"{mlp / block:.3f}: about two thirds"
 
 

@@ -8,6 +8,7 @@ Usage in the notebook::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -18,7 +19,7 @@ from ..model import GPT, GPTConfig
 from ..pretraining import pack_row, world_tokenizer
 from ..tiny_world import World
 from ..train import TrainConfig, lr_at
-from . import Fail, question
+from . import Fail, as_number, call, question
 
 QUESTIONS: dict = {}
 
@@ -47,6 +48,28 @@ def make_row(fn):
     return "x = [bos] + whole sentences, y = the same shifted left, -100 on padding"
 
 
+@contextlib.contextmanager
+def _watch_cross_entropy():
+    """Count calls of PyTorch's cross-entropy kernel while the learner's code runs.
+
+    ``F.cross_entropy``, ``nn.CrossEntropyLoss`` and ``from torch.nn.functional import cross_entropy``
+    all end in ``torch._C._nn.cross_entropy_loss``, looked up at call time, so wrapping it sees
+    every spelling. The wrapper still computes the loss, so the answer's value can be checked too.
+    """
+    kernel = torch._C._nn.cross_entropy_loss
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return kernel(*args, **kwargs)
+
+    torch._C._nn.cross_entropy_loss = counting
+    try:
+        yield calls
+    finally:
+        torch._C._nn.cross_entropy_loss = kernel
+
+
 @question(QUESTIONS, "q2", "the next-token loss", points=2)
 def next_token_loss(fn):
     g = torch.Generator().manual_seed(0)
@@ -55,10 +78,15 @@ def next_token_loss(fn):
     targets[0, 5:] = -100
     targets[2, 2:] = -100
     expected = F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1), ignore_index=-100)
-    got = fn(logits.clone(), targets.clone())
+    with _watch_cross_entropy() as calls:
+        got = call(fn, logits, targets)
     if got is None:
         raise Fail("returned None: did you forget `return`?")
-    got = float(got)
+    if calls:
+        raise Fail("you called F.cross_entropy (or nn.CrossEntropyLoss), which this question asks you to write "
+                   "yourself: take torch.log_softmax of the logits, gather the target's log-probability, and average "
+                   "it over the positions whose target is not -100")
+    got = as_number(got, "next_token_loss(logits, targets)")
     keep = targets != -100
     nll = -torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
     if math.isclose(got, (nll * keep).sum().item(), rel_tol=1e-4):
@@ -80,10 +108,11 @@ def learning_rate(fn):
             got = fn(step, lr, min_lr, warmup, max_steps)
             if got is None:
                 raise Fail("returned None: did you forget `return`?")
-            if not math.isclose(float(got), expected, rel_tol=1e-6, abs_tol=1e-12):
+            got = as_number(got, f"learning_rate({step}, ...)")
+            if not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-12):
                 phase = "warmup" if step < warmup else "cosine"
                 raise Fail(f"lr={lr}, min_lr={min_lr}, warmup={warmup}, max_steps={max_steps}: at step {step} "
-                           f"({phase}) expected {expected:.6g}, got {float(got):.6g}; warmup gives lr*(step+1)/warmup, "
+                           f"({phase}) expected {expected:.6g}, got {got:.6g}; warmup gives lr*(step+1)/warmup, "
                            "the cosine runs from lr at the first step after warmup to min_lr at the last step")
     return "the same schedule as utils.train.lr_at"
 
@@ -97,11 +126,12 @@ def sentence_entropy(fn):
         got = fn(list(probs), list(counts))
         if got is None:
             raise Fail("returned None: did you forget `return`?")
-        if math.isclose(float(got), expected / math.log(2), rel_tol=1e-6) and expected > 0:
+        got = as_number(got, "sentence_entropy(...)")
+        if math.isclose(got, expected / math.log(2), rel_tol=1e-6) and expected > 0:
             raise Fail("that is in bits; use the natural log (nats), as the loss does")
-        if not math.isclose(float(got), expected, rel_tol=1e-6, abs_tol=1e-9):
+        if not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
             raise Fail(f"for probabilities {probs} and subject counts {counts}: expected {expected:.4f} nats, got "
-                       f"{float(got):.4f}; add the template's entropy and the expected log of the number of subjects")
+                       f"{got:.4f}; add the template's entropy and the expected log of the number of subjects")
     return "H(template) + sum p(t) log(subjects of t)"
 
 
@@ -121,10 +151,12 @@ def train_step(fn):
         ref_loss.backward()
         ref_norm = torch.nn.utils.clip_grad_norm_(ref.parameters(), clip)
         ref_opt.step()
-        got = fn(model, opt, x, y, clip)
+        got = call(fn, model, opt, x, y, clip)  # model and optimiser as they are, x and y as copies
         if got is None:
             raise Fail("returned None: return (loss, grad_norm) as floats")
-        loss, norm = (float(v) for v in got)
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise Fail(f"return the pair (loss, grad_norm), got {type(got).__name__}")
+        loss, norm = (as_number(v, "train_step(...)") for v in got)
         if not math.isclose(loss, ref_loss.item(), rel_tol=1e-4):
             raise Fail(f"step {step + 1}: loss {loss:.4f}, expected {ref_loss.item():.4f}: compute the loss with "
                        "model(x, y) before changing the weights")
@@ -145,8 +177,9 @@ def train_step(fn):
 def floor_perplexity(value):
     floor = World(0).entropy_per_token(world_tokenizer().encode_ordinary)
     expected = math.exp(floor)
-    if math.isclose(float(value), 2**floor, rel_tol=1e-3):
+    value = as_number(value, "your answer")
+    if math.isclose(value, 2**floor, rel_tol=1e-3):
         raise Fail("perplexity is e to the loss in nats, not 2 to it")
-    if not math.isclose(float(value), expected, rel_tol=1e-3):
-        raise Fail(f"got {float(value):.3f}; the floor is {floor:.4f} nats/token; perplexity = exp(loss)")
+    if not math.isclose(value, expected, rel_tol=1e-3):
+        raise Fail(f"got {value:.3f}; the floor is {floor:.4f} nats/token; perplexity = exp(loss)")
     return f"{expected:.3f}: the best model is, on average, as unsure as a choice among {expected:.2f} tokens"

@@ -14,7 +14,7 @@ import torch
 
 from ..pretraining import world_tokenizer
 from ..sft import collate, encode_chat
-from . import Fail, question
+from . import Fail, as_number, question
 
 QUESTIONS: dict = {}
 EXAMPLE = ("How old is Vogri?", "He is 56.")
@@ -67,11 +67,12 @@ def relative_change(fn):
     got = fn([b.clone() for b in before], [a.clone() for a in after])
     if got is None:
         raise Fail("returned None: did you forget `return`?")
+    got = as_number(got, "relative_change(before, after)")
     per_tensor = sum(((a - b).norm() / b.norm()).item() for a, b in zip(after, before)) / 2
-    if math.isclose(float(got), per_tensor, rel_tol=1e-4):
+    if math.isclose(got, per_tensor, rel_tol=1e-4):
         raise Fail("that averages the tensors' ratios; flatten all parameters into one vector first")
-    if not math.isclose(float(got), expected, rel_tol=1e-4):
-        raise Fail(f"got {float(got):.4f}, expected {expected:.4f}: the norm of all changes together divided by the "
+    if not math.isclose(got, expected, rel_tol=1e-4):
+        raise Fail(f"got {got:.4f}, expected {expected:.4f}: the norm of all changes together divided by the "
                    "norm of all the weights before")
     return f"{expected:.4f}"
 
@@ -80,9 +81,10 @@ def relative_change(fn):
 def share_with_loss(value):
     ids, mask = encode_chat(world_tokenizer(), *EXAMPLE)
     expected = sum(mask[1:]) / (len(ids) - 1)
-    if math.isclose(float(value), sum(mask) / len(ids), rel_tol=1e-6) and not math.isclose(
+    value = as_number(value, "your answer")
+    if math.isclose(value, sum(mask) / len(ids), rel_tol=1e-6) and not math.isclose(
             sum(mask) / len(ids), expected):
         raise Fail("count over the targets (len(ids) - 1 positions), not over the ids")
-    if not math.isclose(float(value), expected, rel_tol=1e-6):
-        raise Fail(f"got {float(value):.3f}; use encode_chat's mask: targets are ids[1:], with loss where mask[1:] is True")
+    if not math.isclose(value, expected, rel_tol=1e-6):
+        raise Fail(f"got {value:.3f}; use encode_chat's mask: targets are ids[1:], with loss where mask[1:] is True")
     return f"{expected:.3f}: most of this example's positions are prompt"

@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from ..preference import bradley_terry_loss, dpo_loss
-from . import Fail, question
+from . import Fail, call, question
 
 QUESTIONS: dict = {}
 
 
 def _call(fn, *args):
-    got = fn(*args)
+    got = call(fn, *args)
     if got is None:
         raise Fail("returned None: did you forget `return`?")
     if isinstance(got, (tuple, list)) and got and torch.is_tensor(got[0]) and got[0].dim() == 0:
@@ -87,7 +87,25 @@ def dpo(fn):
     same = _call(fn, pc, pr, pc, pr, beta).item()
     if not math.isclose(same, math.log(2), rel_tol=1e-6):
         raise Fail(f"when the policy equals the reference the loss must be log 2, got {same:.4f}")
+    _check_dpo_gradient(fn, pc, pr, rc, rr, beta)
     return f"{expected:.4f}; log 2 when the policy is the reference"
+
+
+def _check_dpo_gradient(fn, pc, pr, rc, rr, beta) -> None:
+    """DPO trains the policy through this loss: its gradient must reach the policy's log-probabilities
+    (the training cell after the question calls loss.backward()), and be the right one."""
+    policy = [t.clone().requires_grad_(True) for t in (pc, pr)]
+    loss = call(fn, *policy, rc, rr, beta)
+    if not torch.is_tensor(loss) or not loss.requires_grad:
+        raise Fail("the value is right, but it carries no gradient (a float, .item(), .detach() or torch.no_grad() "
+                   "cuts it off): return the loss tensor itself, so that loss.backward() can train the policy")
+    loss.backward()
+    expected = [t.clone().requires_grad_(True) for t in (pc, pr)]
+    dpo_loss(*expected, rc, rr, beta)[0].backward()
+    for got, want, name in zip(policy, expected, ("policy_chosen", "policy_rejected")):
+        if got.grad is None or not torch.allclose(got.grad, want.grad):
+            raise Fail(f"the value is right, but the gradient with respect to {name} is not: compute the loss from "
+                       "the tensors you were given, with torch operations only")
 
 
 @question(QUESTIONS, "q3", "the leave-one-out baseline", points=2)

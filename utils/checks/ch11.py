@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..scaling import PUBLISHED, fit_power_law, predict
-from . import Fail, as_array, question
+from . import Fail, as_array, as_number, call, question
 
 QUESTIONS: dict = {}
 
@@ -49,7 +49,7 @@ def fit_loglog(fn):
     for k, p, noise in [(30.0, 0.3, 0.0), (5.0, 0.076, 0.0), (400.0, 0.5, 0.02)]:
         y = k * x ** -p * np.exp(noise * rng.normal(size=x.size))
         k_exp, p_exp = fit_power_law(x, y)
-        got = fn(x.copy(), y.copy())
+        got = call(fn, x, y)
         gk, gp = _pair(got, "fit_loglog")
         if math.isclose(gp, -p_exp, rel_tol=1e-4):
             raise Fail("the sign of p: y = k * x**(-p), so p is minus the slope of log y against log x")
@@ -68,16 +68,16 @@ def isoflop_best(fn):
     for C in (1e21, 5.76e23, 1e25):
         losses = [predict(H, n, C / (6 * n)) for n in sizes]
         expected = float(sizes[int(np.argmin(losses))])
-        got = fn(H, C, sizes.copy())
+        got = call(fn, H, C, sizes)  # copies: H is the module's PUBLISHED entry
         if got is None:
             raise Fail("isoflop_best returned None: did you forget `return`?")
-        got = float(got)
+        got = as_number(got, "isoflop_best(...)")
         if math.isclose(got, float(sizes[int(np.argmax(losses))])):
             raise Fail("that is the size with the HIGHEST loss; take the lowest")
         if not math.isclose(got, expected, rel_tol=1e-9):
             raise Fail(f"for C={C:.3g}: expected N={expected:.4g}, got {got:.4g}; for each N the tokens are "
                        "D = C / (6 N), the loss E + A/N^alpha + B/D^beta")
-    best = fn(H, 5.76e23, sizes.copy())
+    best = as_number(call(fn, H, 5.76e23, sizes), "isoflop_best(...)")
     return (f"at Chinchilla's budget this law's best size on the grid is {best / 1e9:.0f}B parameters (the paper's "
             "other two methods gave about 70B; Besiroglu et al., 2024, found the parametric fit inconsistent with them)")
 
@@ -86,7 +86,7 @@ def isoflop_best(fn):
 def exact_match(fn, threshold=None):
     p = np.linspace(0.0, 1.0, 11)
     for n in (1, 3, 6):
-        got = as_array(fn(p.copy(), n), "exact_match")
+        got = as_array(call(fn, p, n), "exact_match")
         if got.shape != p.shape:
             raise Fail(f"return one value per entry of p, shape {p.shape}, got {got.shape}")
         if n > 1 and np.allclose(got, p * n):
@@ -94,6 +94,6 @@ def exact_match(fn, threshold=None):
         if not np.allclose(got, p ** n):
             raise Fail(f"for n={n}, expected {np.round(p ** n, 4).tolist()}, got {np.round(got, 4).tolist()}")
     if threshold is not None:
-        if not math.isclose(float(threshold), 0.5 ** (1 / 6), rel_tol=1e-3):
+        if not math.isclose(as_number(threshold, "per_digit_for_half"), 0.5 ** (1 / 6), rel_tol=1e-3):
             raise Fail(f"per_digit_for_half = {threshold}: the per-digit accuracy p with p ** 6 = 0.5 is 0.5 ** (1/6)")
     return f"a 6-digit answer needs {0.5 ** (1 / 6):.3f} per digit to be right half the time"

@@ -16,7 +16,7 @@ import torch
 
 from ..icl_gd import gd_step_prediction, linear_self_attention, lsa_gd_weights, regression_prompt
 from ..tiny_world import World
-from . import Fail, as_array, question
+from . import Fail, as_array, call, question
 
 QUESTIONS: dict = {}
 
@@ -29,7 +29,7 @@ def few_shot_prompt(fn):
         lines = prompt.split("\n")
         examples = [tuple(line.split(" -> ")) for line in lines[:-1]]
         query = lines[-1][: -len(" ->")]
-        got = fn(examples, query)
+        got = call(fn, examples, query)
         if got is None:
             raise Fail("few_shot_prompt returned None: did you forget `return`?")
         if got == prompt + "\n" or got == prompt + " ":
@@ -47,7 +47,7 @@ def induction_score(fn):
     att = att / att.sum(-1, keepdim=True)
     query = torch.arange(length, 2 * length - 1)
     expected = att[:, query, query - length + 1].mean(-1)
-    got = fn(att.clone(), length)
+    got = call(fn, att, length)
     if got is None:
         raise Fail("induction_score returned None: did you forget `return`?")
     got = torch.as_tensor(got, dtype=att.dtype)
@@ -69,7 +69,7 @@ def posterior(fn):
     like = np.array([[0.9, 0.05, 0.0, 0.0], [0.9, 0.05, 0.0, 0.0]])
     expected = prior * like.prod(0)
     expected /= expected.sum()
-    got = as_array(fn(prior.copy(), like.copy()), "posterior")
+    got = as_array(call(fn, prior, like), "posterior")
     if got.shape != prior.shape:
         raise Fail(f"return one probability per task, shape {prior.shape}, got {got.shape}")
     if np.allclose(got, prior * like.prod(0)):
@@ -79,7 +79,7 @@ def posterior(fn):
     if not np.allclose(got, expected):
         raise Fail(f"expected {expected.round(4).tolist()}, got {got.round(4).tolist()}")
     many = np.tile([[0.01, 0.001]], (400, 1))  # 400 examples: the product underflows to 0 in float64
-    got = as_array(fn(np.array([0.5, 0.5]), many), "posterior")
+    got = as_array(call(fn, np.array([0.5, 0.5]), many), "posterior")
     if not np.all(np.isfinite(got)) or not np.allclose(got, [1.0, 0.0]):
         raise Fail(f"with 400 examples the products underflow to 0 and you get {got.tolist()}; add log-likelihoods and "
                    "subtract their maximum before exponentiating")
@@ -95,7 +95,7 @@ def gd_attention(fn):
         E = np.vstack([np.hstack([X, Y]), np.hstack([x_q, [0.0]])])
         via_attention = linear_self_attention(E, *lsa_gd_weights(d_in, 1, lr))[d_in:]
         assert np.allclose(expected, via_attention)
-        got = as_array(fn(X.copy(), Y.copy(), x_q.copy(), lr), "attention_prediction").reshape(-1)
+        got = as_array(call(fn, X, Y, x_q, lr), "attention_prediction").reshape(-1)
         if got.shape != (1,):
             raise Fail(f"return the prediction for the query, one number (or shape (1,)), got shape {got.shape}")
         if math.isclose(got[0], expected[0] * n, rel_tol=1e-6):

@@ -12,7 +12,7 @@ import random
 
 from ..arithmetic import majority_vote
 from ..tiny_world import addition_completion, addition_example, parse_answer
-from . import Fail, question
+from . import Fail, as_number, call, question
 
 QUESTIONS: dict = {}
 
@@ -21,7 +21,7 @@ QUESTIONS: dict = {}
 def write_steps(fn):
     for a, b in [(47, 85), (5, 7), (12345, 67890), (0, 0), (500, 500)]:
         expected = addition_completion(a, b, True)
-        got = fn(a, b)
+        got = call(fn, a, b)
         if got is None:
             raise Fail("write_steps returned None: did you forget `return`?")
         if got == expected.replace("+0=", "=", 1) and "+0=" in expected:
@@ -34,8 +34,9 @@ def write_steps(fn):
         n = rng.randint(1, 6)
         prompt, expected = addition_example(rng, n, True)
         a, b = (int(v) for v in prompt[:-1].split("+"))
-        if fn(a, b) != expected:
-            raise Fail(f"for {a}+{b}: expected {expected!r}, got {fn(a, b)!r}")
+        got = call(fn, a, b)
+        if got != expected:
+            raise Fail(f"for {a}+{b}: expected {expected!r}, got {got!r}")
     return "the same steps the steps model was trained on"
 
 
@@ -44,7 +45,7 @@ def final_answer(fn):
     cases = {"7+5+0=12;4+8+1=13;so 132": 132, "132": 132, "6+0+0=6;so 6": 6, "": None, "so": None,
              "7+5+0=12;4+8+1=13;so ": None, "1406\n": 1406, "3+4+0=7;so 17": 17}
     for text, expected in cases.items():
-        got = fn(text)
+        got = call(fn, text)
         if expected is None and got is not None:
             raise Fail(f"for {text!r} there is no final number: return None, got {got!r}")
         if expected is not None and got != expected:
@@ -61,7 +62,7 @@ def majority(fn):
     cases = [[3, 3, 5], [5, 3, 3], [None, None, 7], [None, None], [1, 2, 2, 1], [2, 1, 1, 2], [9], [4, None, 4, 8, 8]]
     for answers in cases:
         expected = majority_vote(answers)
-        got = fn(list(answers))
+        got = call(fn, answers)
         if got is None and expected is not None:
             raise Fail(f"for {answers}: expected {expected}, got None" + (
                 "; None (an unreadable answer) is not a vote" if None in answers else ""))
@@ -78,12 +79,14 @@ def vote_accuracy(fn):
     truths = [132, 78, 6, 11]
     for k in (1, 3, 5):
         expected = sum(majority_vote(row[:k]) == t for row, t in zip(samples, truths)) / len(truths)
-        got = fn([list(r) for r in samples], list(truths), k)
+        got = call(fn, samples, truths, k)
         if got is None:
             raise Fail("vote_accuracy returned None: did you forget `return`?")
-        if k == 5 and abs(float(got) - sum(majority_vote(row) == t for row, t in zip(samples, truths))) < 1e-9 \
-                and expected != got:
-            raise Fail("return a fraction of the questions (divide by their number), not a count")
-        if abs(float(got) - expected) > 1e-9:
+        got = as_number(got, f"vote_accuracy(samples, truths, {k})")
+        right = expected * len(truths)  # the count of questions right with k samples
+        if abs(got - right) < 1e-9 and abs(got - expected) > 1e-9:
+            raise Fail(f"with k={k} you returned {got:g}, the NUMBER of questions answered right; return the share: "
+                       "divide by the number of questions")
+        if abs(got - expected) > 1e-9:
             raise Fail(f"with k={k}: expected {expected}, got {got}; vote over the FIRST k samples of each question")
     return "majority over the first k paths, then the share of questions right"
