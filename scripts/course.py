@@ -128,10 +128,6 @@ def _build_book() -> int:
     return 0
 
 
-# Notebooks executed with no browser attached: progress bars would only store a frozen "0%" widget.
-NO_FRONTEND = {"TQDM_DISABLE": "1"}
-
-
 def test_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment the tests and their notebook kernels run in.
 
@@ -140,6 +136,8 @@ def test_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     9-10) ran 3x slower; passive waiting removes that. Nothing here pins the CPU's kernels: the
     stored outputs must hold whichever kernels and thread count the machine picks (see `matrix`).
     """
+    from utils.grade import NO_FRONTEND  # no progress bars, no self-grading (runs after setup)
+
     return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), **NO_FRONTEND, **(extra or {})}
 
 
@@ -205,15 +203,13 @@ def matrix_configs() -> list[tuple[str, dict[str, str]]]:
 
 def _run_matrix() -> int:
     """Every notebook and unit test under each configuration of `matrix_configs` (not the book)."""
-    cleared = {k: v for k, v in os.environ.items()
-               if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                             "NPY_DISABLE_CPU_FEATURES")}
+    pins = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NPY_DISABLE_CPU_FEATURES")
     results = []
     for name, extra in matrix_configs():
         print(f"\n=== {name}: {' '.join(f'{k}={v}' for k, v in extra.items()) or '(no pins)'}", flush=True)
         start = time.monotonic()
         cmd = pytest_command("tests", "chapters", "solutions", "--ignore", "tests/test_book.py", "-q")
-        env = {**cleared, "OMP_WAIT_POLICY": cleared.get("OMP_WAIT_POLICY", "PASSIVE"), **NO_FRONTEND, **extra}
+        env = {k: v for k, v in test_env(extra).items() if k not in pins or k in extra}  # only this config's pins
         code = subprocess.run(cmd, cwd=ROOT, env=env).returncode
         results.append((name, code, time.monotonic() - start))
     print("\n| configuration | result | time |\n|---|---|---|")
@@ -387,6 +383,8 @@ def _run_colab(args: list[str]) -> int:
                 shutil.copy(nb, content / folder / nb.name)
                 jobs.append((str(content / folder / nb.name), str(content / folder)))
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        from utils.grade import NO_FRONTEND
+
         env.update(NO_FRONTEND, MPLBACKEND="Agg", OMP_WAIT_POLICY="PASSIVE", PYDEVD_DISABLE_FILE_VALIDATION="1",
                    PATH=f"{env_dir / 'venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}")
         halves = [jobs[0::2], jobs[1::2]]  # two notebooks at a time

@@ -188,8 +188,8 @@ def cases(tmp: Path) -> list[tuple[str, str, object, object]]:
     return out
 
 
-#: Cases this change could not fix: utils/device.py belongs to another piece of work (see issue 18's notes).
-NOT_FIXED_HERE = {("get_device", "prefer")}
+#: Cases not fixed yet (none: get_device now refuses a device that is not there).
+NOT_FIXED_HERE: set = set()
 
 
 class Hang(Exception):
@@ -253,7 +253,6 @@ def test_the_classifier_can_fail():
     assert outcome("x", 0, lambda: (_ for _ in ()).throw(ValueError("x must be >= 1, got 0")))[0] == "clean"
 
 
-@pytest.mark.xfail(strict=True, reason="utils/device.py is outside this change; the fix is described in issue 18")
 def test_get_device_refuses_cuda_without_cuda():
     from utils.device import get_device
 

@@ -198,3 +198,55 @@ def test_text_report_wraps_long_hints_instead_of_cutting_them(tmp_path, capsys):
     assert " ".join(q7.message.split()) in " ".join(out.split())  # every word, in order, wrapped
     assert max(len(line) for line in out.splitlines()) <= 100
     assert "a slow cell, or an endless loop" in out
+
+
+# --- grading from inside the notebook (Colab, Jupyter) -----------------------------------------
+
+def test_grade_this_notebook_in_colab_gives_the_command_lines_scores(root, tmp_path, monkeypatch, capsys):
+    """In Colab the notebook is not a file: its content comes from the front end, as a dict."""
+    import json
+    import sys
+    import types
+
+    from utils.grade import grade_notebook, grade_this_notebook
+
+    solution = root / "solutions" / "05_attention.ipynb"
+    asked = []
+    message = types.SimpleNamespace(blocking_request=lambda kind, **kw: asked.append(kind) or
+                                    {"ipynb": json.loads(solution.read_text())})
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.SimpleNamespace(_message=message))
+    monkeypatch.delenv("LLMCC_NO_FRONTEND", raising=False)
+    monkeypatch.chdir(tmp_path)  # Colab's /content
+    report = grade_this_notebook()
+    assert asked == ["get_ipynb"]
+    out = capsys.readouterr().out
+    assert f"score: {report.score}/{report.max_score}" in out and report.score == report.max_score
+    assert list(tmp_path.iterdir()) == []  # the temporary copy is gone
+    reference = grade_notebook(solution)
+    assert [(q.id, q.points) for q in report.questions] == [(q.id, q.points) for q in reference.questions]
+
+
+def test_grade_this_notebook_in_jupyter_uses_the_sessions_file(root, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from utils.grade import grade_this_notebook
+
+    exercise = tmp_path / "mine.ipynb"
+    shutil.copy(root / "exercises" / "05_attention.ipynb", exercise)  # blank: scores 0
+    monkeypatch.setenv("JPY_SESSION_NAME", str(exercise))
+    monkeypatch.delenv("LLMCC_NO_FRONTEND", raising=False)
+    report = grade_this_notebook()
+    assert report.score == 0 and report.max_score > 0
+    assert f"grading the saved file {exercise}" in capsys.readouterr().out
+
+
+def test_grade_this_notebook_does_nothing_inside_a_grading_and_asks_for_a_path(monkeypatch, tmp_path):
+    from utils.grade import grade_this_notebook
+
+    monkeypatch.setenv("LLMCC_NO_FRONTEND", "1")
+    assert grade_this_notebook() is None
+    monkeypatch.delenv("LLMCC_NO_FRONTEND")
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    with pytest.raises(ValueError, match="pass its path"):
+        grade_this_notebook()

@@ -37,12 +37,16 @@ from pathlib import Path
 from .checks import CHECK_MIME, Question, questions_of
 from .validation import check_int
 
-__all__ = ["grade_notebook", "QuestionScore", "GradeReport", "main"]
+__all__ = ["grade_notebook", "grade_this_notebook", "QuestionScore", "GradeReport", "NO_FRONTEND", "main"]
 
 DEFAULT_TIMEOUT = 60  # seconds per cell; chapter-1 cells take well under 5 s
 STARTUP_TIMEOUT = 60
 CHECKS_PACKAGE = "utils.checks"
 MAX_RESTARTS = 20  # a notebook that kills its kernel more often than this stops being run
+# Set for kernels that no person watches (the grader, the tests, `notebook_tools execute`): tqdm
+# draws no progress bar (instead of storing a widget frozen at "0%"), and `grade_this_notebook`
+# does not start a grading of its own inside a grading.
+NO_FRONTEND = {"TQDM_DISABLE": "1", "LLMCC_NO_FRONTEND": "1"}
 
 
 @dataclass
@@ -275,7 +279,16 @@ def grade_notebook(path: str | os.PathLike, timeout: int = DEFAULT_TIMEOUT, log=
         raise ValueError(f"{path} is not a readable Jupyter notebook: {_one_line(e, 300)}") from None
     questions = questions_of(_check_module(nb, path))
     _clear_outputs(nb)
-    problems = _execute(nb, str(path.resolve().parent), timeout, log)
+    saved = {key: os.environ.get(key) for key in NO_FRONTEND}
+    os.environ.update(NO_FRONTEND)  # inherited by the kernels started below
+    try:
+        problems = _execute(nb, str(path.resolve().parent), timeout, log)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     records = _collect(nb)
     scores = []
     for q in questions:
@@ -284,6 +297,71 @@ def grade_notebook(path: str | os.PathLike, timeout: int = DEFAULT_TIMEOUT, log=
         if problem:
             problems.append(problem)
     return GradeReport(str(path), scores, problems)
+
+
+def _this_notebook() -> tuple[Path | None, dict | None]:
+    """Where the calling kernel's notebook is: (a saved file, or None; its content, or None).
+
+    Colab keeps the notebook in the browser, so its current content is asked from the front end.
+    Jupyter (jupyter-server 2 and newer) tells the kernel its notebook's path (JPY_SESSION_NAME,
+    also IPython's ``__session__``); VS Code sets ``__vsc_ipynb_file__``.
+    """
+    try:
+        from google.colab import _message  # only in Colab
+    except ImportError:
+        pass
+    else:
+        reply = _message.blocking_request("get_ipynb", request="", timeout_sec=60)
+        if reply and reply.get("ipynb"):
+            return None, reply["ipynb"]
+    candidates = [os.environ.get("JPY_SESSION_NAME")]
+    try:
+        ns = get_ipython().user_ns  # noqa: F821 - defined inside IPython kernels
+        candidates += [ns.get("__session__"), ns.get("__vsc_ipynb_file__")]
+    except NameError:
+        pass
+    for candidate in candidates:
+        if candidate and str(candidate).endswith(".ipynb") and Path(candidate).is_file():
+            return Path(candidate), None
+    return None, None
+
+
+def grade_this_notebook(path: str | os.PathLike | None = None, timeout: int = DEFAULT_TIMEOUT) -> GradeReport | None:
+    """Grade the notebook this is called from, question by question, and print the report.
+
+    The last cell of every exercise calls it. It gives the same scores as
+    ``python -m utils.grade NOTEBOOK`` (it is the same function): a fresh copy runs top to bottom
+    in a new kernel, so only code in the notebook counts, not what this kernel has in memory. In
+    Colab it grades the notebook as it is now; in Jupyter it grades the saved file (save first),
+    found from the kernel's session, or from ``path``. Inside a grading (or a test run) it does
+    nothing, so the grading cell does not grade itself. Defined for the exercises of every chapter.
+    """
+    import json
+    import tempfile
+
+    if os.environ.get("LLMCC_NO_FRONTEND"):
+        print("(a tool is running this notebook, so it is not graded from inside; run this cell yourself)")
+        return None
+    copy = None
+    if path is None:
+        path, content = _this_notebook()
+        if path is None and content is None:
+            raise ValueError("cannot tell which notebook this is; pass its path, for example "
+                             "grade_this_notebook('exercises/01_next_token_loop.ipynb')")
+        if content is not None:  # Colab: a copy in the working folder, where the notebook's own files are
+            handle, copy = tempfile.mkstemp(prefix=".grading-", suffix=".ipynb", dir=os.getcwd())
+            with os.fdopen(handle, "w", encoding="utf-8") as f:
+                json.dump(content, f)
+            path = Path(copy)
+        else:
+            print(f"grading the saved file {path} (save the notebook first to include your latest changes)")
+    try:
+        report = grade_notebook(path, timeout=timeout)
+    finally:
+        if copy is not None:
+            os.unlink(copy)
+    _print_text(report)
+    return report
 
 
 def _print_text(report: GradeReport, width: int = 100) -> None:

@@ -247,6 +247,8 @@ def execute(path: Path, timeout: int = 600) -> None:
 
     from .grade import _kernel_manager
 
+    from .grade import NO_FRONTEND
+
     os.environ.update(NO_FRONTEND)  # inherited by the kernel started below
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=timeout, record_timing=False, km=_kernel_manager(),
@@ -262,10 +264,6 @@ def execute(path: Path, timeout: int = 600) -> None:
                     view["model_id"] = f"cell{i}-output{j}"
     nbformat.write(nb, path)
 
-
-# Set for kernels that no browser watches (execute, claims, the tests, the grader): tqdm then draws
-# no progress bar, instead of storing a widget frozen at "0%" in the notebook and the book.
-NO_FRONTEND = {"TQDM_DISABLE": "1"}
 
 SEED_LINE = re.compile(r"^SEED = \d+\b", re.M)
 
@@ -305,6 +303,8 @@ def run_claims(path: Path, seed: int, timeout: int = 900) -> float:
     from nbclient import NotebookClient
 
     from .grade import _kernel_manager
+
+    from .grade import NO_FRONTEND
 
     os.environ.update(NO_FRONTEND)
     nb = with_seed(nbformat.read(path, as_version=4), seed)
