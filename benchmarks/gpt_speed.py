@@ -10,8 +10,8 @@ import argparse
 import time
 
 import torch
-
 from _throughput import print_race, race
+
 from utils.device import get_device
 from utils.model import GPT, GPTConfig
 
@@ -33,8 +33,8 @@ def generation(model, device, lengths):
     prompt = torch.randint(0, CONFIG["vocab_size"], (1, 8), generator=torch.Generator().manual_seed(0)).to(device)
     for total in lengths:
         new = total - prompt.shape[1]
-        t_cache, a = timed(lambda: model.generate(prompt, new, greedy=True, use_cache=True), device)
-        t_full, b = timed(lambda: model.generate(prompt, new, greedy=True, use_cache=False), device)
+        t_cache, a = timed(lambda new=new: model.generate(prompt, new, greedy=True, use_cache=True), device)
+        t_full, b = timed(lambda new=new: model.generate(prompt, new, greedy=True, use_cache=False), device)
         assert torch.equal(a, b), "the KV cache changed the generated tokens"
         print(f"  {total:>5} tokens: KV cache {t_cache:7.2f} s, recompute {t_full:7.2f} s, "
               f"speedup {t_full / t_cache:5.1f}x, same tokens: True")

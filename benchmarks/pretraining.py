@@ -12,8 +12,8 @@ import time
 from dataclasses import replace
 
 import torch
-
 from _throughput import print_race, race
+
 from utils.device import get_device, seed_everything
 from utils.model import GPT
 from utils.pretraining import (
@@ -28,7 +28,6 @@ from utils.pretraining import (
 )
 from utils.tiny_world import World
 from utils.train import Trainer
-
 
 
 def chapter_run(device, steps):

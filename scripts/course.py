@@ -93,7 +93,7 @@ def _externally_managed() -> bool:
 
 
 def setup() -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 (this script may be started by an older Python)
         sys.exit(f"error: the course needs Python 3.10 or newer, this is {sys.version.split()[0]}")
     pip = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check"]
     needed = _requirements(ROOT / "requirements.txt") + _requirements(ROOT / "requirements-dev.txt")
@@ -150,6 +150,7 @@ def pytest_command(*targets: str, nbval: bool = True) -> list[str]:
 
 def _run_tests() -> int:
     run([sys.executable, "-m", "utils.notebook_tools", "check"])
+    run([sys.executable, "-m", "ruff", "check", "."])  # configured in pyproject.toml
     cmd = pytest_command("tests", "chapters", "solutions")
     print("+", " ".join(cmd), flush=True)
     return subprocess.run(cmd, cwd=ROOT, env=test_env()).returncode

@@ -3,9 +3,18 @@
 import pytest
 import torch
 
-from utils.arithmetic import (ARITH_CONFIG, AdditionBatches, ArithmeticTokenizer, accuracy_by_digits,
-                              complete, completion_token_stats, held_out_sums,
-                              load_arithmetic_model, majority_vote, self_consistency)
+from utils.arithmetic import (
+    ARITH_CONFIG,
+    AdditionBatches,
+    ArithmeticTokenizer,
+    accuracy_by_digits,
+    complete,
+    completion_token_stats,
+    held_out_sums,
+    load_arithmetic_model,
+    majority_vote,
+    self_consistency,
+)
 from utils.model import GPT
 from utils.tiny_world import addition_completion
 

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from utils.attention import causal_mask, multi_head_attention, scaled_dot_product_attention
-from utils.model import GPT, GPTConfig
+from utils.model import GPT, GPTConfig, rope_cos_sin
 from utils.model import apply_rope as torch_rope
-from utils.model import rope_cos_sin
 from utils.positions import apply_rope, frequencies, shift_matrix, sinusoidal_encoding
 
 RNG = np.random.default_rng(0)

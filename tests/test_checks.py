@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from utils import sampling as R
 from utils import bpe as B
+from utils import sampling as R
 from utils.checks import Question, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, questions_of
 
 
@@ -424,7 +424,6 @@ def _ch08_train_step(clip=True, zero=True):
 def test_chapter8_reference_passes():
     import math
 
-
     from utils.pretraining import pack_row, world_tokenizer
     from utils.tiny_world import World
     from utils.train import TrainConfig, lr_at
@@ -601,8 +600,8 @@ def _steps(a, b):
 
 
 def test_chapters_11_to_13_references_pass():
-    from utils.checks import ch11, ch12, ch13
     from utils.arithmetic import majority_vote
+    from utils.checks import ch11, ch12, ch13
     from utils.tiny_world import parse_answer
 
     passes(ch11.chinchilla_split, _split)

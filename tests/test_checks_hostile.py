@@ -10,14 +10,23 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_checks import (
+    _dpo,
+    _encode_ref,
+    _loo,
+    _next_token_loss,
+    _posterior,
+    _split,
+    _steps,
+    fails_with,
+    naive_bpe,
+    passes,
+    run,
+)
 
 from utils import bpe as B
 from utils import sampling as R
 from utils.checks import Fail, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12, ch13, question
-
-from test_checks import (_dpo, _encode_ref, _loo, _next_token_loss, _posterior, _split, _steps, fails_with,
-                         naive_bpe, passes, run)
-
 
 # --- every check passes copies -------------------------------------------------------------------
 

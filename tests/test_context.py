@@ -5,11 +5,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.context_budget import Evidence, Turn, plan_context
-from utils.context_cost import (GIB, GPT2_SMALL, LLAMA_STYLE_8B_GQA, LLAMA_STYLE_8B_MHA, MIB, ModelShape,
-                                attention_flops, attention_score_bytes, dense_flops_per_token, kv_cache_bytes)
-from utils.course_tokenizers import course_tokenizer
 from utils.attention import scaled_dot_product_attention
+from utils.context_budget import Evidence, Turn, plan_context
+from utils.context_cost import (
+    GIB,
+    GPT2_SMALL,
+    LLAMA_STYLE_8B_GQA,
+    LLAMA_STYLE_8B_MHA,
+    MIB,
+    ModelShape,
+    attention_flops,
+    attention_score_bytes,
+    dense_flops_per_token,
+    kv_cache_bytes,
+)
+from utils.course_tokenizers import course_tokenizer
 from utils.long_context import causal_mask, interpolate_positions, linear_attention, sliding_window_mask
 
 TOK = course_tokenizer()

@@ -11,7 +11,6 @@ import pytest
 
 from utils.grade import grade_notebook, main
 
-
 SOLUTIONS = sorted(p.name for p in (Path(__file__).resolve().parent.parent / "solutions").glob("*.ipynb"))
 
 
@@ -45,7 +44,10 @@ def _notebook(tmp_path, cells, checks="utils.checks.ch01", name="learner.ipynb")
     return path
 
 
-GOOD_SOFTMAX = "def softmax(x):\n    x = np.asarray(x, float)\n    e = np.exp(x - x.max(-1, keepdims=True))\n    return e / e.sum(-1, keepdims=True)"
+GOOD_SOFTMAX = (
+    "def softmax(x):\n    x = np.asarray(x, float)\n    e = np.exp(x - x.max(-1, keepdims=True))\n"
+    "    return e / e.sum(-1, keepdims=True)"
+)
 
 
 def test_each_failure_costs_only_its_question(tmp_path):
@@ -62,7 +64,8 @@ def test_each_failure_costs_only_its_question(tmp_path):
         "raise RuntimeError('boom')",
         "check.extreme_temperatures(1.0, 0.4615)",                          # q5: right
         "import os\nos._exit(3)",                                           # the kernel dies
-        "check.cross_entropy(lambda z, t: float(-(np.asarray(z) - np.asarray(z).max() - np.log(np.exp(np.asarray(z) - np.asarray(z).max()).sum()))[t]))",
+        "check.cross_entropy(lambda z, t: float(-(np.asarray(z) - np.asarray(z).max()"
+        " - np.log(np.exp(np.asarray(z) - np.asarray(z).max()).sum()))[t]))",
     ])
     report = grade_notebook(path, timeout=3)
     earned = {q.id: q.points for q in report.questions}

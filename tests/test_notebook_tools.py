@@ -7,8 +7,7 @@ import nbformat
 import pytest
 import yaml
 
-from utils.notebook_tools import (course_version, make_exercise, repository_url, setup_cell_source, strip_solutions,
-                                  sync)
+from utils.notebook_tools import course_version, make_exercise, repository_url, setup_cell_source, strip_solutions, sync
 
 
 def test_function_block_becomes_not_implemented():

@@ -53,3 +53,31 @@ def test_issue_form_asks_where_it_runs_and_for_the_environment_report(root):
     ids = {item.get("id") for item in form["body"]}
     assert {"runs-on", "doctor"} <= ids
     assert "course.py doctor" in (root / ".github" / "ISSUE_TEMPLATE" / "bug_report.yml").read_text()
+
+
+def _schema_check(schema, *files):
+    """check-jsonschema with the schema it ships (no download): SchemaStore's GitHub schemas."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, files)]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def test_workflows_and_issue_forms_are_valid_for_github(root, tmp_path):
+    workflows = sorted((root / ".github" / "workflows").glob("*.yml"))
+    done = _schema_check("vendor.github-workflows", *workflows)
+    assert done.returncode == 0, done.stdout + done.stderr
+    forms = [p for p in sorted((root / ".github" / "ISSUE_TEMPLATE").glob("*.yml")) if p.name != "config.yml"]
+    done = _schema_check("vendor.github-issue-forms", *forms)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The validator does catch a broken workflow (a misspelt key, a job without runs-on).
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  test:\n    step:\n      - run: echo hi\n")
+    assert _schema_check("vendor.github-workflows", broken).returncode != 0
+
+
+def test_ruff_is_configured_and_run_by_the_test_command(root):
+    assert "[tool.ruff.lint]" in (root / "pyproject.toml").read_text()
+    assert '"ruff", "check"' in (root / "scripts" / "course.py").read_text()
+    assert re.search(r"^ruff[<>=]", (root / "requirements-dev.txt").read_text(), re.M)

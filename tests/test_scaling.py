@@ -6,8 +6,17 @@ import pytest
 import torch
 
 from utils.model import GPT
-from utils.scaling import (SWEEP, eval_floor, compute_optimal, fit_power_law, fit_scaling_law, load_sweep, predict,
-                           sweep_config, train_point)
+from utils.scaling import (
+    SWEEP,
+    compute_optimal,
+    eval_floor,
+    fit_power_law,
+    fit_scaling_law,
+    load_sweep,
+    predict,
+    sweep_config,
+    train_point,
+)
 
 TRUE = {"E": 0.55, "A": 30.0, "alpha": 0.4, "B": 200.0, "beta": 0.35}
 

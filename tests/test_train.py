@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from utils.model import GPT, GPTConfig
-from utils.train import Trainer, TrainConfig, lr_at
+from utils.train import TrainConfig, Trainer, lr_at
 
 MODEL = dict(block_size=32, vocab_size=40, n_layer=2, n_head=2, n_embd=32)
 

@@ -6,7 +6,8 @@
     accuracy_by_digits(model, steps=True)           # {1: 1.0, 2: 0.99, ...}: greedy, exact match
 
 Each training row is ``block_size + 1`` characters of examples written back to back, each ended by a
-newline (the last one cut off at the row's end), from ``utils.tiny_world.addition_example`` with 1 to ``MAX_DIGITS`` digits. Only the
+newline (the last one cut off at the row's end), from ``utils.tiny_world.addition_example`` with 1 to
+``MAX_DIGITS`` digits. Only the
 completion (the steps, the sum and the newline that ends it) carries loss: the question is random, so
 no model can predict it. The two models of chapter 13 differ only in whether the completions write the
 column-by-column steps. They have the same architecture, train for the same number of steps on rows of
@@ -29,10 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from .model import GPT, GPTConfig
-from .train import TrainConfig, Trainer
 from .tiny_world import addition_completion, addition_example, parse_answer
+from .train import TrainConfig, Trainer
 
-__all__ = ["ARITH_EARLY_STEP", "ArithmeticTokenizer", "AdditionBatches", "ARITH_CONFIG", "ARITH_TRAIN", "MAX_DIGITS", "held_out_sums",
+__all__ = ["ARITH_EARLY_STEP", "ArithmeticTokenizer", "AdditionBatches", "ARITH_CONFIG", "ARITH_TRAIN", "MAX_DIGITS",
+           "held_out_sums",
            "complete", "accuracy_by_digits", "self_consistency", "train_arithmetic_model",
            "load_arithmetic_model", "majority_vote", "sample_answers", "completion_token_stats"]
 
@@ -248,7 +250,8 @@ def train_arithmetic_model(steps: bool, config: GPTConfig = ARITH_CONFIG, train:
                           **completion_token_stats(model, pairs, steps)})
             model.train()
     model = model.cpu().eval()
-    info = {"steps": steps, "trained_steps": trainer.step, "eval_loss": history.eval_loss[-1] if history.eval_loss else None, "eval_steps": history.eval_steps,
+    info = {"steps": steps, "trained_steps": trainer.step, "eval_loss": history.eval_loss[-1] if history.eval_loss else None,
+            "eval_steps": history.eval_steps,
             "eval_losses": history.eval_loss, "train_seconds": round(time.perf_counter() - start, 1),
             "torch": torch.__version__, "model_config": asdict(config), "train_config": asdict(train),
             "batch_size": data.batch_size, "tokens_per_step": data.batch_size * config.block_size,

@@ -32,8 +32,8 @@ import heapq
 import json
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .validation import ArgumentTypeError, check_token_ids
 
@@ -155,7 +155,7 @@ class BPETokenizer:
         return _split_keeping_gaps(self._regex, text)
 
     # -- training --------------------------------------------------------------------------------
-    def train(self, text: str, vocab_size: int, verbose: bool = False) -> "BPETokenizer":
+    def train(self, text: str, vocab_size: int, verbose: bool = False) -> BPETokenizer:
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``. Returns self.
 
         Stops early (with fewer merges) if no pair occurs twice, since merging a pair seen once
@@ -316,7 +316,7 @@ class BPETokenizer:
         Path(path).write_text(text + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "BPETokenizer":
+    def load(cls, path: str | Path) -> BPETokenizer:
         """Read a file written by ``save``, checking it: a repeated merge or a merge of a token that
         does not exist yet would shift every later id, so that special tokens collide with merges."""
         try:

@@ -33,8 +33,8 @@ Deliberately left out: re-ranking models, deduplication of evidence and LLM-writ
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from .validation import ArgumentTypeError, check_choice, check_int, check_real
 
@@ -271,7 +271,7 @@ def plan_context(
         n = count(text)
         room = limit - prompt.tokens()
         evidence_room = room if max_evidence_tokens is None else min(room, max_evidence_tokens - evidence_used)
-        fits = lambda t, m: m <= evidence_room and prompt.tokens(evidence=t) <= limit  # noqa: E731
+        fits = lambda t, m, room=evidence_room: m <= room and prompt.tokens(evidence=t) <= limit
         if ev.score < min_score:
             plan.items.append(BudgetItem("evidence", label, "", 0, n, "dropped",
                                          f"relevance {ev.score:.2f} < min_score {min_score:.2f}"))
@@ -281,7 +281,7 @@ def plan_context(
             prompt.evidence.append(text)
             evidence_used += n
         elif evidence_room >= max(min_chunk_tokens, 1) and (cut := _cut_to_tokens(
-                lambda t: fits(t, count(t)), _prefix_decoder(tok, text))):
+                lambda t, fits=fits: fits(t, count(t)), _prefix_decoder(tok, text))):
             m = count(cut)
             plan.items.append(BudgetItem("evidence", label, cut, m, n, "cut",
                                          f"rank {rank + 1}: only {_tokens(evidence_room)} left for evidence"))

@@ -8,7 +8,7 @@ blue bars are what the sampler draws from, grey bars the tokens the filters remo
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -320,7 +320,7 @@ class GPT(nn.Module):
 
     # --- Hugging Face GPT-2 weights --------------------------------------------------------------
     @classmethod
-    def from_hf_state_dict(cls, state_dict: dict, config: GPTConfig) -> "GPT":
+    def from_hf_state_dict(cls, state_dict: dict, config: GPTConfig) -> GPT:
         """Build a GPT from a Hugging Face ``GPT2LMHeadModel`` state dict.
 
         HF's GPT-2 stores its Linear layers as ``Conv1D`` with the weight transposed (in, out), so
@@ -352,7 +352,7 @@ class GPT(nn.Module):
         return model
 
     @classmethod
-    def from_pretrained_gpt2(cls, name: str = "gpt2") -> "GPT":
+    def from_pretrained_gpt2(cls, name: str = "gpt2") -> GPT:
         """Download OpenAI's GPT-2 weights from the Hugging Face Hub (needs internet, e.g. in Colab)."""
         from transformers import GPT2LMHeadModel
 

@@ -29,7 +29,8 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["make_exercise", "setup_cell_source", "course_version", "repository_url", "sync", "execute", "with_seed", "has_seed", "run_claims", "main"]
+__all__ = ["make_exercise", "setup_cell_source", "course_version", "repository_url", "sync", "execute",
+           "with_seed", "has_seed", "run_claims", "main"]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 SETUP_TAG = "remove-cell"
@@ -245,9 +246,7 @@ def execute(path: Path, timeout: int = 600) -> None:
     import nbformat
     from nbclient import NotebookClient
 
-    from .grade import _kernel_manager
-
-    from .grade import NO_FRONTEND
+    from .grade import NO_FRONTEND, _kernel_manager
 
     os.environ.update(NO_FRONTEND)  # inherited by the kernel started below
     nb = nbformat.read(path, as_version=4)
@@ -302,9 +301,7 @@ def run_claims(path: Path, seed: int, timeout: int = 900) -> float:
     import nbformat
     from nbclient import NotebookClient
 
-    from .grade import _kernel_manager
-
-    from .grade import NO_FRONTEND
+    from .grade import NO_FRONTEND, _kernel_manager
 
     os.environ.update(NO_FRONTEND)
     nb = with_seed(nbformat.read(path, as_version=4), seed)

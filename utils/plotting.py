@@ -5,7 +5,7 @@ Nothing here runs on import: a chapter calls ``use_course_style()`` once after i
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -40,10 +40,11 @@ import torch
 from .bpe import BPETokenizer
 from .model import GPT, GPTConfig
 from .tiny_world import FACT_SLOTS, TEMPLATES, World, addition_example
-from .train import Trainer, TrainConfig
+from .train import TrainConfig, Trainer
 
 __all__ = ["WORLD_PATTERN", "SPECIAL_TOKENS", "train_world_tokenizer", "world_tokenizer", "pack_row", "WorldBatches",
-           "CopyBatches", "token_losses", "sentence_losses", "true_token_surprisal", "gap_breakdown", "template_probabilities", "exact_cross_entropy", "world_contexts", "fact_accuracy",
+           "CopyBatches", "token_losses", "sentence_losses", "true_token_surprisal", "gap_breakdown",
+           "template_probabilities", "exact_cross_entropy", "world_contexts", "fact_accuracy",
            "SMALL_CONFIG", "SMALL_TRAIN", "SMALL_SENTENCES_PER_ROW", "REFERENCE_CONFIG", "REFERENCE_TRAIN", "REFERENCE_DATA",
            "load_reference", "load_checkpoint", "train_reference", "per_position_loss"]
 

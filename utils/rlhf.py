@@ -103,7 +103,7 @@ class RLHFLog:
 
 
 def rlhf(policy, ref, reward_model, tokenizer: BPETokenizer, questions: list[tuple[str, str]],
-         config: RLHFConfig = RLHFConfig(), progress: bool = True):
+         config: RLHFConfig | None = None, progress: bool = True):
     """Train a copy of ``policy`` to maximise reward - beta * KL to ``ref``. Returns (policy, log).
 
     ``questions`` are (question, true answer) pairs; the true answer is used only to log the
@@ -113,6 +113,7 @@ def rlhf(policy, ref, reward_model, tokenizer: BPETokenizer, questions: list[tup
     """
     from tqdm.auto import tqdm
 
+    config = RLHFConfig() if config is None else config
     policy = copy.deepcopy(policy).train()
     ref.eval()
     reward_model.eval()

@@ -31,7 +31,7 @@ Tie rules (stated because tests rely on them):
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -41,8 +41,8 @@ from .validation import (
     check_int,
     check_logits_shape,
     check_seed,
-    check_token_ids,
     check_temperature,
+    check_token_ids,
     check_top_k,
     check_top_p,
     describe_bad_logits,

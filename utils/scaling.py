@@ -176,7 +176,7 @@ def fit_scaling_law(N, D, L, delta: float = 1e-3, fix_E: float | None = None) ->
         theta = torch.tensor([a0, al0, b0, be0, e0], dtype=torch.float64, requires_grad=True)
         opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
-        def objective():
+        def objective(opt=opt, theta=theta):
             opt.zero_grad()
             a, alpha, b, beta, e = theta
             e = torch.tensor(math.log(fix_E), dtype=torch.float64) if fix_E is not None else e

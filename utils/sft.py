@@ -24,7 +24,8 @@ from .tiny_world import World
 from .train import TrainConfig, Trainer
 from .validation import check_int
 
-__all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "answer_text", "split_subjects", "relative_change",
+__all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "answer_text",
+           "split_subjects", "relative_change",
            "SFT_TRAIN", "SFT_BLOCK_SIZE", "SFT_BATCH_SIZE", "finetune_reference"]
 
 

@@ -20,8 +20,8 @@ Deliberately left out: gradient accumulation, distributed training and mixed-pre
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 
@@ -159,7 +159,7 @@ class Trainer:
                     "history": asdict(self.history)}, path)
 
     @classmethod
-    def load(cls, path, model, get_batch: Callable, device=None) -> "Trainer":
+    def load(cls, path, model, get_batch: Callable, device=None) -> Trainer:
         """Restore a trainer from ``save``; ``model`` must have the checkpoint's configuration."""
         state = torch.load(path, map_location=device or "cpu", weights_only=False)
         if asdict(model.config) != state["model_config"]:

@@ -27,8 +27,8 @@ import site
 import sys
 import sysconfig
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 __all__ = ["CHECK_MIME", "Question", "Fail", "question", "report", "questions_of", "is_unanswered", "as_array",
            "call", "copy_arg", "as_number"]

@@ -107,7 +107,7 @@ def apply_temperature(fn):
             raise Fail(f"apply_temperature([3.0, 1.5, 0.5], {t}) gave {np.round(out, 4)}, expected "
                        f"{ref.apply_temperature(logits, t)}")
     for bad in (0.0, -1.0):
-        _expects_value_error(lambda: fn(np.array(logits), bad), (), f"apply_temperature(logits, {bad})")
+        _expects_value_error(lambda bad=bad: fn(np.array(logits), bad), (), f"apply_temperature(logits, {bad})")
     return "divides by T and rejects T <= 0"
 
 

@@ -84,7 +84,8 @@ def train(fn):
                     hint = (f": {got[first]} and {expected[first]} both occur {counts[expected[first]]} times; the tie "
                             "rule takes the smaller pair (compare the tuples)")
                 else:
-                    hint = f": at that step {expected[first]} occurs {counts.get(expected[first])} times, your pair {counts.get(got[first], 0)}"
+                    hint = (f": at that step {expected[first]} occurs {counts.get(expected[first])} times, "
+                            f"your pair {counts.get(got[first], 0)}")
             raise Fail(f"on {text!r}, merge {first + 1} differs{hint}")
     return "the classic aaabdaaabac example and the tie rule"
 

@@ -39,7 +39,7 @@ def sft_example(fn):
         try:
             gx, gy = (list(map(int, torch.as_tensor(v).flatten().tolist())) for v in got)
         except (TypeError, ValueError):
-            raise Fail(f"return a pair (x, y) of lists (or 1-D tensors) of token ids, got {type(got).__name__}")
+            raise Fail(f"return a pair (x, y) of lists (or 1-D tensors) of token ids, got {type(got).__name__}") from None
         if gx != x:
             raise Fail(f"prompt {prompt}, answer {reply}, eot {eot}: x should be {x} (every token but the last of "
                        f"prompt + answer + [eot]), got {gx}")

@@ -28,7 +28,7 @@ def _call(fn, *args):
     try:
         return torch.as_tensor(got, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):
-        raise Fail(f"return a tensor (or a number), got {type(got).__name__}")
+        raise Fail(f"return a tensor (or a number), got {type(got).__name__}") from None
 
 
 @question(QUESTIONS, "q1", "the Bradley-Terry loss", points=2)
