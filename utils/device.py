@@ -1,7 +1,9 @@
-"""Where the PyTorch code runs, and how every chapter makes its numbers reproducible (chapter 1).
+"""Where the PyTorch code runs, and how every chapter seeds its random numbers (chapter 1).
 
 One device helper and one seeding helper for the whole course: chapters never pick a device or
-seed a generator any other way.
+seed a generator any other way. A seed repeats a run on the same machine and software; another
+CPU, thread count or GPU can change the last bits of training, which is why chapters assert their
+claims on such outputs instead of storing their digits (CONTRIBUTING.md).
 """
 
 from __future__ import annotations
