@@ -147,6 +147,12 @@ def cases(tmp: Path) -> list[tuple[str, str, object, object]]:
     add("World.copy_document", "n_names", [0, True], lambda v: world.copy_document(random.Random(0), v))
     add("World.corpus", "n_documents", [-1, True, 1.5], lambda v: world.corpus(v))
     add("addition_example", "n_digits", [0, True, 1.5], lambda v: addition_example(random.Random(0), v, True))
+    from utils import arithmetic as AR  # chapter 13's formats of a sum
+
+    add("arithmetic.format_completion", "fmt", ["reverse", 1, None], lambda v: AR.format_completion(47, 85, v))
+    add("arithmetic.parse_completion", "fmt", ["reverse", True], lambda v: AR.parse_completion("231", v))
+    add("arithmetic.AdditionBatches", "fmt", ["reverse", 3], lambda v: AR.AdditionBatches(fmt=v))
+    add("arithmetic.AdditionBatches", "steps", ["yes", 1], lambda v: AR.AdditionBatches(steps=v))
     for name, values in [("rope_base", [0.0, -1.0, NAN, INF]), ("rope_scale", [NAN, INF, 0.5]),
                          ("layer_norm_eps", [0.0, -1e-5, NAN]), ("n_layer", [True, 0, 2.0]),
                          ("dropout", [NAN, 1.0, -0.1]), ("position", ["alibi"]), ("bias", ["yes"])]:
@@ -166,6 +172,11 @@ def cases(tmp: Path) -> list[tuple[str, str, object, object]]:
                          ("lr", [NAN, 0.0]), ("betas", [(0.9, 1.5), 0.9])]:
         add("TrainConfig", name, values, lambda v, name=name: TrainConfig(**{name: v}))
     add("lr_at", "step", [-5, True, 2.5], lambda v: lr_at(v, TrainConfig()))
+    from utils import distributed as DI  # data-parallel helpers (issue 17)
+
+    add("distributed.check_global_batch", "batch_size", [0, True, 2.5, 3], lambda v: DI.check_global_batch(v, 2))
+    add("distributed.shard", "index", [-1, True, 2, 1.5], lambda v: DI.shard(torch.zeros(4, 2), v, 2))
+    add("distributed.init", "device", ["tpu", 5], lambda v: DI.init(v))
 
     # --- chapters 1, 9 and 10: the toy model, fine-tuning and preference helpers
     from utils.preference import dpo_loss
@@ -180,6 +191,11 @@ def cases(tmp: Path) -> list[tuple[str, str, object, object]]:
     add("sft.split_subjects", "held_out_fraction", [0.0, 1.0, NAN, True], lambda v: split_subjects(world, v))
     one = torch.zeros(2)
     add("preference.dpo_loss", "beta", [0.0, -1.0, NAN, True], lambda v: dpo_loss(one, one, one, one, v))
+    from utils.rlhf import ExactAnswerReward
+
+    add("rlhf.ExactAnswerReward", "correct", [NAN, INF, True, "1"],
+        lambda v: ExactAnswerReward([("How old is Vogri?", "He is 56.")], correct=v))
+    add("rlhf.ExactAnswerReward", "wrong", [NAN, True], lambda v: ExactAnswerReward([("q", "a")], wrong=v))
 
     # --- chapter 1's device helpers (utils/device.py)
     add("seed_everything", "seed", [True, -1, None, 1.5], lambda v: seed_everything(v))

@@ -149,3 +149,15 @@ def test_one_linear_attention_layer_is_one_gradient_descent_step():
     assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:20])
     with pytest.raises(ValueError, match="T >= 2"):
         linear_self_attention(np.zeros((1, 3)), W_K, W_Q, W_V)
+
+
+def test_the_stored_induction_model_has_its_head_and_its_curve():
+    from utils.icl import INDUCTION_CONFIG, INDUCTION_TRAIN, load_induction_model
+
+    model, curve = load_induction_model()
+    assert model.config == INDUCTION_CONFIG and curve[-1]["step"] == INDUCTION_TRAIN.max_steps
+    scores = induction_scores(model, length=24, batch=8, token_range=(1, INDUCTION_CONFIG.vocab_size))
+    assert float(scores.max()) == pytest.approx(curve[-1]["score"], abs=0.02)  # the weights are the curve's end
+    assert float(scores.max()) > 0.6 and int(scores.argmax()) // scores.shape[1] == 1  # in layer 1
+    plateau_end = max(c["step"] for c in curve if c["loss"] > 3.5)
+    assert plateau_end >= 400 and min(c["step"] for c in curve if c["loss"] < 1.0) - plateau_end <= 400

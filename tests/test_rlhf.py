@@ -10,7 +10,7 @@ import torch
 from utils.model import GPT, GPTConfig
 from utils.preference import dpo, preference_batch, reward_accuracy, sequence_logprob, train_reward_model
 from utils.pretraining import world_tokenizer
-from utils.rlhf import RLHFConfig, answer_kl, gold_score, greedy_answers, rlhf, sample_answers, score_batch
+from utils.rlhf import ExactAnswerReward, RLHFConfig, answer_kl, gold_score, greedy_answers, rlhf, sample_answers, score_batch
 from utils.tiny_world import World
 
 
@@ -63,7 +63,7 @@ def test_short_preference_pairs_and_all_questions(world):
 def test_sample_answers_keeps_order_and_stops_at_the_end_token(tok):
     model = tiny_model(tok)
     eot = tok.special_tokens["<|endoftext|>"]
-    questions = ["How old is Vogri?", "What is the capital of Kalo?", "How old is Zanlo?"]
+    questions = ["How old is Vogri?", "What is the capital of Zankolo?", "How old is Zanlo?"]
     samples = sample_answers(model, tok, questions, k=2, greedy=True, max_new_tokens=5)
     assert len(samples) == 6
     for i, (prompt, answer) in enumerate(samples):
@@ -94,7 +94,8 @@ def test_rlhf_runs_logs_and_leaves_the_reference_alone(tok, world):
     before = [p.clone() for p in policy.parameters()]
     trained, log = rlhf(policy, policy, rm, tok, world.questions()[:20],
                         RLHFConfig(beta=0.1, steps=2, prompts_per_step=4, k=2, max_new_tokens=4), progress=False)
-    assert len(log.reward) == len(log.kl) == len(log.gold) == len(log.objective) == 2
+    assert len(log.reward) == len(log.kl) == len(log.gold) == len(log.objective) == len(log.entropy) == 2
+    assert all(e > 0 for e in log.entropy)  # -log pi of sampled answers: TRL's objective/entropy
     assert log.kl[0] == pytest.approx(0.0, abs=1e-5)  # the first step samples from the reference itself
     assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))  # a copy was trained
     assert any(not torch.equal(a, b) for a, b in zip(before, trained.parameters()))
@@ -138,3 +139,33 @@ def test_measures(tok, world):
     assert set(accuracy) == {"all", "bare", "false"} and 0 <= accuracy["all"] <= 1
     with pytest.raises(ValueError, match="questions must not be empty"):
         gold_score(model, tok, [])
+
+
+def test_exact_answer_reward_is_the_gold_checker_and_drives_rlhf(tok, world):
+    """The verifiable reward of chapter 10: 1 for the exact true answer, 0 for anything else; rlhf
+    calls it on the answer texts instead of a reward model's token ids."""
+    questions = world.questions()
+    truth = dict(questions)
+    reward = ExactAnswerReward(questions)
+    q = "How old is Vogri?"
+    assert truth[q] == "He is 56."  # a real person of World(0)
+    got = reward.score_answers([q, q, q], ["He is 56.", "She is 56.", "He is 57."])
+    assert got.tolist() == [1.0, 0.0, 0.0] and got.dtype == torch.float32
+    assert ExactAnswerReward(questions, correct=2.0, wrong=-1.0).score_answers([q, q], ["He is 56.", "x"]).tolist() == [
+        2.0, -1.0]
+    assert reward.eval() is reward
+    with pytest.raises(ValueError, match="questions must be among"):
+        reward.score_answers(["How old is Zorblat?"], ["He is 1."])
+    with pytest.raises(ValueError, match="same length"):
+        reward.score_answers([q], [])
+    with pytest.raises(ValueError, match="questions must not be empty"):
+        ExactAnswerReward([])
+    with pytest.raises(ValueError, match="correct"):
+        ExactAnswerReward(questions, correct=float("nan"))
+    # in rlhf: with a random policy no sampled answer is right, so every reward is 0 and the logged score
+    # equals the logged gold share (both 0); the objective is then -beta * KL
+    policy = tiny_model(tok)
+    trained, log = rlhf(policy, policy, reward, tok, questions[:12],
+                        RLHFConfig(beta=0.1, steps=2, prompts_per_step=3, k=2, max_new_tokens=4), progress=False)
+    assert log.reward == log.gold == [0.0, 0.0]
+    assert log.objective == pytest.approx([-0.1 * kl for kl in log.kl], abs=1e-5)

@@ -112,3 +112,92 @@ def test_isoflop_lines_and_their_minimum():
         isoflop_minimum(lines[1], floor=2.0)
     with pytest.raises(ValueError, match="at least 3"):
         isoflop_minimum(lines[1][:2], floor=0.5)
+
+
+def test_the_command_line_writes_a_small_grid_where_asked(tmp_path, capsys):
+    import json
+
+    from utils.scaling import _main
+
+    out = tmp_path / "sweep.json"
+    assert _main(["--widths", "16", "--steps", "3", "--batch-size", "2", "--out", str(out)]) == 0
+    sweep = json.loads(out.read_text(encoding="utf-8"))
+    assert sweep["grid"] == {**SWEEP, "widths": [16], "steps": [3], "batch_size": 2, "extra": []}
+    assert sweep["device"] == "cpu" and "world_size" not in sweep  # one process: the stored format
+    assert [(p["width"], p["steps"]) for p in sweep["points"]] == [(16, 3)]
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        train_point(16, 3, batch_size=0)
+
+
+def test_bootstrap_intervals_cover_a_known_law_with_noise():
+    from utils.scaling import bootstrap_fit
+
+    N, D, L = synthetic()
+    noise = torch.randn(L.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    noisy = L * torch.exp(0.01 * noise)
+    points = [{"N": n, "D": d, "loss": x} for n, d, x in zip(N.tolist(), D.tolist(), noisy.tolist())]
+    boot = bootstrap_fit(points, n=40, seed=0)
+    assert len(boot["refits"]) >= 35
+    for key in ("E", "alpha", "beta"):
+        lo, hi = boot[key]
+        assert lo < boot["fit"][key] < hi and lo < hi, key
+        assert lo < TRUE[key] * 1.1 and hi > TRUE[key] * 0.9, key  # the truth is near the interval
+    again = bootstrap_fit(points, n=40, seed=0)
+    assert again["alpha"] == boot["alpha"]  # seeded
+    with pytest.raises(ValueError, match="at least 5 points"):
+        bootstrap_fit(points[:4])
+
+
+def test_fact_recall_scores_a_model_that_knows_the_answers():
+    from utils.long_tail import ZipfWorld
+    from utils.pretraining import world_tokenizer
+    from utils.scaling import RECALL_BANDS, fact_recall
+
+    world, tok = ZipfWorld(seed=0, n_countries=40, n_people=20, exponent=1.5), world_tokenizer()
+    model = GPT(sweep_config(16)).eval()
+    bands = fact_recall(model, world, tok, bands=[(1, 10), (11, 40)])
+    assert [b["ranks"] for b in bands] == [[1, 10], [11, 40]]
+    for b in bands:  # an untrained model: about log(512) nats per token, no exact answers
+        assert 5 < b["token_loss"] < 8 and b["exact"] == 0.0 and 0 <= b["token_accuracy"] < 0.1
+
+    class Oracle(torch.nn.Module):  # puts all mass on the true next token of each row
+        def __init__(self, rows):
+            super().__init__()
+            self.rows, self.w = rows, torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            logits = torch.full((*x.shape, 512), -30.0)
+            logits[:, :-1].scatter_(2, x[:, 1:, None], 30.0)
+            return logits, None
+
+    assert fact_recall(Oracle(None), world, tok, bands=[(1, 40)])[0]["exact"] == 1.0
+    assert RECALL_BANDS[0] == (1, 10)
+
+
+def test_a_zipf_point_records_recall_and_its_own_floor():
+    from utils.scaling import ZIPF_SWEEP
+
+    point = train_point(16, 3, batch_size=2, world=ZIPF_SWEEP["world"], eval_batches=2)
+    assert [b["ranks"] for b in point["recall"]][0] == [1, 10] and point["loss"] > 3
+    zipf_floor = eval_floor(2, 2, world=ZIPF_SWEEP["world"])
+    assert 0.3 < zipf_floor < 0.6 and abs(zipf_floor - eval_floor(2, 2)) > 0.01  # not the uniform world's
+
+
+@pytest.mark.parametrize("name, grid", [("scaling_zipf.json", "ZIPF_SWEEP"), ("scaling_zipf_flat.json", "ZIPF_FLAT_SWEEP")])
+def test_the_stored_zipf_sweeps(name, grid):
+    import utils.scaling as scaling
+
+    sweep, grid = load_sweep(name), getattr(scaling, grid)
+    points = sweep["points"]
+    assert sweep["grid"] == grid and len(points) == len(grid["widths"]) * len(grid["steps"]) + len(grid["extra"])
+    floor = eval_floor(grid["eval_batches"], grid["batch_size"], world=grid["world"])
+    assert floor == pytest.approx(sweep["eval_floor"], abs=1e-9)  # the stored floor is these sentences'
+    assert all(p["loss"] > floor for p in points)  # no model beats the floor of what it is scored on
+    for p in points:  # every point recorded recall, band by band, with sane values
+        assert [tuple(b["ranks"]) for b in p["recall"]] == scaling.RECALL_BANDS
+        assert all(0 <= b["exact"] <= 1 and 0 <= b["token_accuracy"] <= 1 and b["token_loss"] > 0 for b in p["recall"])
+    by = {(p["width"], p["steps"]): p for p in points}
+    widest, longest = max(grid["widths"]), max(grid["steps"])
+    assert by[(widest, longest)]["loss"] < by[(widest, min(grid["steps"]))]["loss"]
+    assert by[(widest, longest)]["loss"] < by[(min(grid["widths"]), longest)]["loss"]

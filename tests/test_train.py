@@ -71,3 +71,25 @@ def test_failures_are_clear(tmp_path):
     trainer.save(tmp_path / "c.pt")
     with pytest.raises(ValueError, match="differs from the checkpoint"):
         Trainer.load(tmp_path / "c.pt", GPT(GPTConfig(**{**MODEL, "n_layer": 3})), counting_batches)
+
+
+def test_a_one_process_group_changes_nothing(tmp_path):
+    """Data-parallel only starts with 2+ processes: a group of one trains bit for bit as no group does."""
+    import torch.distributed as dist
+
+    from utils import distributed
+
+    config = TrainConfig(max_steps=6, warmup_steps=2, eval_every=3)
+    torch.manual_seed(0)
+    alone = Trainer(GPT(GPTConfig(**MODEL)), config, counting_batches)
+    alone.fit(progress=False)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert not distributed.is_distributed() and distributed.is_main()
+        torch.manual_seed(0)
+        grouped = Trainer(GPT(GPTConfig(**MODEL)), config, counting_batches)
+        grouped.fit(progress=False)
+        grouped.save(tmp_path / "c.pt")
+    finally:
+        dist.destroy_process_group()
+    assert grouped.history == alone.history and (tmp_path / "c.pt").exists()

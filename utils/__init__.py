@@ -12,6 +12,8 @@ nothing and imports nothing heavy; import the module you need, e.g. ``from utils
 - ``utils.checks``          instant feedback for the exercise notebooks
 - ``utils.grade``           ``python -m utils.grade NOTEBOOK.ipynb``
 - ``utils.notebook_tools``  ``python -m utils.notebook_tools sync|check|execute``
+- ``utils.long_tail``       ``ZipfWorld``: the tiny world with Zipf-distributed subjects (chapter 11)
+- ``utils.distributed``     data-parallel training under ``torchrun`` (chapter 11's sweeps)
 """
 
 __version__ = "0.2.0"  # the one place the version lives (pyproject.toml and the notebooks read it)

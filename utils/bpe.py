@@ -13,8 +13,10 @@ Rules stated here because tests rely on them:
 - **Tie rule.** When several pairs share the highest count, the pair that is smallest as a tuple
   of token ids wins, e.g. (101, 32) beats (116, 104). New tokens get ids 256, 257, ... in order.
 - **Pre-split.** With a regex pattern, text is first cut into chunks (words, numbers, spaces,
-  punctuation) and merges never cross a chunk boundary, so " dog" and "dog." share the token for
-  "dog". ``pattern=None`` trains on the raw byte stream. Any pattern round-trips: each match is a
+  punctuation) and merges never cross a chunk boundary. GPT-2's pattern cuts "dog." into "dog"
+  and "." and " dog!" into " dog" and "!", so no token such as "dog." or "dog!" is ever learned
+  (Radford et al. 2019, section 2.2); but " dog" (with its leading space) and "dog" are different
+  chunks and get different tokens. ``pattern=None`` trains on the raw byte stream. Any pattern round-trips: each match is a
   chunk (the whole match, even if the pattern has groups), and so is the text between two matches,
   so a pattern such as ``[a-z]+`` cannot drop "H" from "Hello".
 - **Special tokens** (e.g. ``<|endoftext|>``) get ids after the merges, are never produced by

@@ -117,12 +117,12 @@ class BudgetPlan:
         lines.append("in the prompt, in order:")
         for i in self.in_prompt_order():
             used = f"{i.tokens}/{i.original_tokens}" if i.tokens != i.original_tokens else f"{i.tokens}"
-            lines.append(f"  {i.action:<10} {i.kind:<8} {i.label:<22} {used:>9} tokens  {i.reason}")
+            lines.append(f"  {i.action:<10} {i.kind:<8} {i.label:<20} {used:>5} tok  {i.reason}")
         removed = [i for i in self.items if i.tokens == 0]
         if removed:
             lines.append("left out:")
             for i in removed:
-                lines.append(f"  {i.action:<10} {i.kind:<8} {i.label:<22} {i.original_tokens:>9} tokens  {i.reason}")
+                lines.append(f"  {i.action:<10} {i.kind:<8} {i.label:<20} {i.original_tokens:>5} tok  {i.reason}")
         return "\n".join(lines)
 
 
@@ -284,13 +284,13 @@ def plan_context(
                 lambda t, fits=fits: fits(t, count(t)), _prefix_decoder(tok, text))):
             m = count(cut)
             plan.items.append(BudgetItem("evidence", label, cut, m, n, "cut",
-                                         f"rank {rank + 1}: only {_tokens(evidence_room)} left for evidence"))
+                                         f"rank {rank + 1}: cut to the {_tokens(evidence_room)} left"))
             prompt.evidence.append(cut)
             evidence_used += m
         else:
             plan.items.append(BudgetItem("evidence", label, "", 0, n, "dropped",
-                                         f"rank {rank + 1}: needs {_tokens(n)}, {_tokens(max(evidence_room, 0))} "
-                                         "left for evidence"))
+                                         f"rank {rank + 1}: needs {_tokens(n)}, "
+                                         f"{max(evidence_room, 0)} left"))
 
     # History: newest first; what does not fit is dropped, or summarised.
     kept_history: list[tuple[int, BudgetItem]] = []  # (turn index, item); the summary sorts first as -1
@@ -318,15 +318,15 @@ def plan_context(
                 n = count(summary)
                 label = f"summary of {keep} turn" + ("s" if keep > 1 else "")
                 kept_history.append((-1, BudgetItem("summary", label, summary, n, n, "kept",
-                                                    "stands in for turns that did not fit")))
+                                                    "replaces turns that did not fit")))
                 prompt.summary = summary
                 summarised = {idx for idx, _, _ in chosen}
                 break
     for idx, turn, n in sorted(overflow):
         if idx in summarised:
-            action, why = "summarised", "did not fit verbatim; in the summary"
+            action, why = "summarised", "did not fit; in the summary"
         elif history_strategy == "summarise":
-            action, why = "dropped", "did not fit, not even in a summary"
+            action, why = "dropped", "not even in the summary"
         else:
             action, why = "dropped", "older than the turns that fit"
         plan.items.append(BudgetItem("history", f"turn {idx} ({turn.role})", "", 0, n, action, why))

@@ -11,8 +11,16 @@ Formulas (stated so that tests can check them by hand):
   ``Q K^T`` take ``2 n^2 head_dim`` FLOPs (a multiply and an add per term) and ``weights @ V``
   another ``2 n^2 head_dim``: ``4 n^2 head_dim n_heads n_layers`` in all. A causal kernel that
   skips the masked half does about half of that; we count the full matrix, as the O(n^2) story does.
-- **The rest of the model** costs about ``2 N`` FLOPs per token for N non-embedding parameters
-  (Kaplan et al., 2020), linear in n. Attention's n^2 term overtakes it at long contexts.
+- **The rest of the model** costs about ``2 N`` FLOPs per token, where N is the number of
+  non-embedding parameters (the weights of every layer, without the token and position embedding
+  tables): a multiply and an add per weight. Kaplan et al. (2020, Table 1) count the forward pass
+  per token as C_forward ~ 2N + 2 n_layer n_ctx d_attn, with N ~ 2 d_model n_layer (2 d_attn + d_ff);
+  their second term is attention's, half of our full-matrix ``4 n head_dim n_heads n_layers`` per
+  token (the causal half). Linear in n; attention's n^2 term overtakes it at long contexts.
+- **Score memory.** Computed naively, each layer stores its heads' n x n score matrices
+  (``attention_score_bytes``). FlashAttention (Dao et al., NeurIPS 2022) and the fused kernels built
+  on it compute the softmax tile by tile and never store the full matrix, so their memory grows
+  linearly with n; what stays quadratic is the compute.
 
 Deliberately left out: projections inside attention (they are part of the 2N), softmax and
 normalisation FLOPs (O(n^2) but small), and memory for activations during training.
@@ -86,7 +94,8 @@ def attention_flops(shape: ModelShape, n_tokens: int) -> int:
 def attention_score_bytes(shape: ModelShape, n_tokens: int, bytes_per_value: int = 2) -> int:
     """Memory for one layer's n x n score matrices if they are stored: heads x n^2 x bytes. Defined in chapter 3.
 
-    Fused kernels (FlashAttention, PyTorch's scaled_dot_product_attention on GPUs) avoid storing them.
+    Fused kernels (FlashAttention, Dao et al. 2022; PyTorch's scaled_dot_product_attention on GPUs)
+    compute the softmax in tiles and never store them: this is the naive cost, not a real one.
     """
     _check_tokens(n_tokens)
     return shape.n_heads * n_tokens**2 * bytes_per_value

@@ -1,12 +1,13 @@
 """In-context learning on the tiny world: a model that can use examples in its prompt (chapter 12).
 
 The reference model of chapter 8 saw only independent world sentences, so nothing in its
-training rewarded looking back at earlier lines: given "Kalo -> Kaloville\\nVengri ->" it
+training rewarded looking back at earlier lines: given "Zankolo -> Miyasville\\nVengri ->" it
 answers nothing useful at any number of examples. Real pretraining text is full of lists,
 tables and repeated names. ``ICLBatches`` mixes three kinds of rows:
 
     world text (as in chapter 8)
-    few-shot lists   "Kalo -> Kaloville\\nRispel -> Beltenville\\nQuo -> Quoville\\n"  (one relation per list)
+    few-shot lists   "Zankolo -> Miyasville\\nRiswiltor -> Beltenville\\nVengri -> Rafenrisville\\n"
+                     (one relation per list; countries and capitals of ``World(seed=0)``)
     repeat rows      a random token sequence, then the same sequence again (loss only on the repeat)
 
 ``python -m utils.icl`` continues training the reference model on this mixture and writes
@@ -40,10 +41,12 @@ from .train import TrainConfig, Trainer
 __all__ = ["ICLBatches", "ICL_TRAIN", "train_icl_model", "load_icl_model", "few_shot_accuracy",
            "attention_patterns", "induction_scores", "task_posterior", "answer_probabilities", "relation_lines",
            "finetune_on_relation", "zero_shot_accuracy", "FINETUNE_TRAIN", "INDUCTION_CONFIG", "INDUCTION_TRAIN",
+           "INDUCTION_FILE", "load_induction_model",
            "repeated_sequences", "train_induction_model", "UNPRACTISED", "held_out_few_shot_accuracy"]
 
 ICL_TRAIN = TrainConfig(max_steps=200, lr=1e-3, min_lr=1e-4, warmup_steps=10, eval_every=50, eval_batches=2)
 ICL_FILE = "icl_model.pt"
+INDUCTION_FILE = "induction_model.pt"  # chapter 12's copying model and its training curve
 ICL_MIX = {"world": 12, "few_shot": 12, "repeat": 8}  # rows of each kind in a batch of 32
 
 
@@ -374,11 +377,32 @@ def train_induction_model(config: GPTConfig = INDUCTION_CONFIG, train: TrainConf
     return model.eval(), curve
 
 
+def load_induction_model(device=None) -> tuple[GPT, list[dict]]:
+    """The stored model of ``train_induction_model(seed=0)`` (a fresh copy) and its training curve.
+
+    Training it takes about a minute on a CPU, too long for chapter 12 to run every time;
+    ``python -m utils.icl --induction`` regenerates it. Defined in chapter 12."""
+    model, info = load_checkpoint(INDUCTION_FILE, device)
+    return model, list(info["curve"])
+
+
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Train (or check) chapter 12's in-context-learning model.")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / ICL_FILE)
+    parser.add_argument("--induction", action="store_true",
+                        help="train the copying model of train_induction_model instead (utils/data/induction_model.pt)")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    data = Path(__file__).resolve().parent / "data"
+    if args.induction:
+        start = time.perf_counter()
+        model, curve = train_induction_model(seed=0)
+        info = {"model_config": asdict(model.config), "train_config": asdict(INDUCTION_TRAIN), "seed": 0,
+                "curve": curve, "train_seconds": round(time.perf_counter() - start, 1)}
+        torch.save({"model": model.state_dict(), "info": info}, args.out or data / INDUCTION_FILE)
+        print(json.dumps({"final": curve[-1], "train_seconds": info["train_seconds"]}))
+        return 0
+    args.out = args.out or data / ICL_FILE
     model, info = train_icl_model()
     torch.save({"model": model.state_dict(), "info": info}, args.out)
     print(json.dumps({k: info[k] for k in ("eval_loss", "train_seconds")}))

@@ -235,6 +235,14 @@ def _coalesce_streams(outputs: list) -> list:
     return merged
 
 
+_BAR = re.compile(r"\d+%\|")
+
+
+def _is_progress_bar(output) -> bool:
+    data = output.get("data", {})
+    return "application/vnd.jupyter.widget-view+json" in data and bool(_BAR.search("".join(data.get("text/plain", ""))))
+
+
 def execute(path: Path, timeout: int = 600) -> None:
     """Run a notebook top to bottom in a kernel of this environment and store its outputs in place.
 
@@ -256,7 +264,8 @@ def execute(path: Path, timeout: int = 600) -> None:
     nb.metadata.pop("widgets", None)
     for i, cell in enumerate(nb.cells):  # one stream output per name, however the kernel happened to flush
         if cell.cell_type == "code":
-            cell.outputs = _coalesce_streams(cell.outputs)
+            # A tqdm bar drawn as a widget is stored frozen at "0%": readers get a live one when they run.
+            cell.outputs = [out for out in _coalesce_streams(cell.outputs) if not _is_progress_bar(out)]
             for j, out in enumerate(cell.outputs):  # widget ids are random; fix them so diffs stay quiet
                 view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
                 if view:

@@ -14,8 +14,9 @@ pure function of its arguments: "train" and "val" come from different seeds, and
 gets fresh sentences (the model never sees the same batch twice).
 
 Tokenizer. The world tokenizer is chapter 2's BPE trained on the world's own text, with
-GPT-2's pre-split pattern except that digits are split one by one (as Llama does), so that the
-arithmetic of chapters 11 and 13 sees one token per digit.
+GPT-2's pre-split pattern except that digits are split one by one (as Llama does), so that an
+age such as 27 is two tokens. (The arithmetic of chapters 11 and 13 does not use it: it has
+its own character tokenizer in ``utils.arithmetic``.)
 
 Reference model. ``python -m utils.pretraining`` trains ``REFERENCE_CONFIG`` for
 ``REFERENCE_TRAIN`` steps deterministically on the CPU (a few minutes on 2 cores) and writes

@@ -14,6 +14,15 @@ InstructGPT, adds a clipped ratio and a value network; for answers of a few toke
 estimator is enough.
 
     policy, log = rlhf(policy, ref, reward_model, tok, questions, RLHFConfig(beta=0.1))
+
+The reward can also be a rule instead of a learned model: ``ExactAnswerReward`` gives 1 to an
+answer that is exactly the true one and 0 otherwise, a *verifiable* reward (RL with verifiable
+rewards, Lambert et al., 2024), which chapter 10 puts next to the reward model that gets hacked.
+
+``RLHFLog`` records per step what Hugging Face TRL's PPO and RLOO trainers log under these names:
+``reward`` is ``objective/scores``, ``kl`` is ``objective/kl``, ``objective`` is
+``objective/rlhf_reward`` and ``entropy`` is ``objective/entropy`` (the mean negative
+log-probability of the sampled answers).
 """
 
 from __future__ import annotations
@@ -27,9 +36,10 @@ import torch
 from .bpe import BPETokenizer
 from .preference import pad_sequences, sequence_logprob
 from .sft import answer_text, chat_prompt, collate
+from .validation import check_real
 
 __all__ = ["sample_answers", "score_batch", "RLHFConfig", "RLHFLog", "rlhf", "answer_kl", "greedy_answers",
-           "gold_score"]
+           "gold_score", "ExactAnswerReward"]
 
 
 @torch.no_grad()
@@ -100,16 +110,52 @@ class RLHFLog:
     kl: list = field(default_factory=list)  # mean log pi(y|x) - log pi_ref(y|x) of the sampled answers
     objective: list = field(default_factory=list)  # reward - beta * kl
     gold: list = field(default_factory=list)  # share of sampled answers the rule prefers (true, exact)
+    entropy: list = field(default_factory=list)  # mean -log pi(y|x) of the sampled answers (nats per answer)
+
+
+class ExactAnswerReward:
+    """A rule-based, verifiable reward (chapter 10): ``correct`` for an answer whose text is exactly
+    the true answer to its question, ``wrong`` for any other answer.
+
+    Pass it to ``rlhf`` in place of a reward model. It is the gold checker itself, as in RL with
+    verifiable rewards (Lambert et al., 2024): nothing learned stands between the policy and the
+    goal, so there is no judge to hack. ``questions`` are (question, true answer) pairs.
+    """
+
+    def __init__(self, questions: list[tuple[str, str]], correct: float = 1.0, wrong: float = 0.0):
+        if not questions:
+            raise ValueError("questions must not be empty: give (question, true answer) pairs")
+        self.truth = dict(questions)
+        self.correct = check_real(correct, "correct")
+        self.wrong = check_real(wrong, "wrong")
+
+    def score_answers(self, questions: list[str], answers: list[str]) -> torch.Tensor:
+        """The reward of each answer text to its question, as a float tensor of shape (N,)."""
+        if len(questions) != len(answers):
+            raise ValueError(f"questions and answers must have the same length, got {len(questions)} and "
+                             f"{len(answers)}")
+        unknown = [q for q in questions if q not in self.truth]
+        if unknown:
+            raise ValueError(f"questions must be among the {len(self.truth)} questions this reward knows, "
+                             f"got {unknown[0]!r}")
+        return torch.tensor([self.correct if a == self.truth[q] else self.wrong for q, a in zip(questions, answers)])
+
+    def eval(self):
+        """Nothing to switch off (``rlhf`` calls ``eval()`` on its reward model)."""
+        return self
 
 
 def rlhf(policy, ref, reward_model, tokenizer: BPETokenizer, questions: list[tuple[str, str]],
          config: RLHFConfig | None = None, progress: bool = True):
     """Train a copy of ``policy`` to maximise reward - beta * KL to ``ref``. Returns (policy, log).
 
-    ``questions`` are (question, true answer) pairs; the true answer is used only to log the
-    gold score, never for training. An answer cut off at ``max_new_tokens`` (no end token) is
-    scored like any other, at its last token, which the reward model never saw in training:
-    one more place a policy could exploit. Defined in chapter 10.
+    ``reward_model`` is a learned reward model (``utils.preference.RewardModel``), called on the
+    token ids, or a rule with a ``score_answers(questions, answer_texts)`` method, such as
+    ``ExactAnswerReward``. ``questions`` are (question, true answer) pairs; the true answer is
+    used only to log the gold score, never for training (unless the reward rule itself uses it).
+    An answer cut off at ``max_new_tokens`` (no end token) is scored like any other, at its last
+    token, which the reward model never saw in training: one more place a policy could exploit.
+    Defined in chapter 10.
     """
     from tqdm.auto import tqdm
 
@@ -129,9 +175,14 @@ def rlhf(policy, ref, reward_model, tokenizer: BPETokenizer, questions: list[tup
         samples = sample_answers(policy, tokenizer, batch, config.k, config.temperature, config.max_new_tokens, gen)
         x, y, full, lengths = (t.to(device) for t in score_batch(samples, pad))
         logp = sequence_logprob(policy, x, y)
+        texts = [answer_text(tokenizer, a) for _, a in samples]
         with torch.no_grad():
             logp_ref = sequence_logprob(ref, x, y)
-            reward = reward_model(full, lengths)
+            if hasattr(reward_model, "score_answers"):  # a rule, such as ExactAnswerReward
+                asked = [q for q in batch for _ in range(config.k)]
+                reward = reward_model.score_answers(asked, texts).to(device)
+            else:
+                reward = reward_model(full, lengths)
             kl = logp.detach() - logp_ref
             score = (reward - config.beta * kl).view(-1, config.k)
             advantage = (score - (score.sum(1, keepdim=True) - score) / (config.k - 1)).flatten()
@@ -140,12 +191,12 @@ def rlhf(policy, ref, reward_model, tokenizer: BPETokenizer, questions: list[tup
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
-        texts = [answer_text(tokenizer, a) for _, a in samples]
         answers = [truth[q] for q in batch for _ in range(config.k)]
         log.reward.append(reward.mean().item())
         log.kl.append(kl.mean().item())
         log.objective.append(score.mean().item())
         log.gold.append(sum(t == a for t, a in zip(texts, answers)) / len(texts))
+        log.entropy.append(-logp.detach().mean().item())
     return policy.eval(), log
 
 

@@ -1,8 +1,26 @@
-"""Scaling laws measured on the tiny world: a sweep of models x token budgets, and the fits (chapter 11).
+"""Scaling laws measured on the tiny worlds: sweeps of models x token budgets, and the fits (chapter 11).
 
-    python -m utils.scaling              # the CPU sweep (about 14 minutes): writes utils/data/scaling_sweep.json
+    python -m utils.scaling --zipf --jobs 2       # chapter 11's long-tailed sweep: utils/data/scaling_zipf.json
+                                                  # (41 minutes with 2 processes on a busy 2-core CPU)
+    python -m utils.scaling --zipf-flat --jobs 2  # the flatter tail: scaling_zipf_flat.json (9 minutes)
+    python -m utils.scaling              # chapter 8's uniform world (about 14 minutes): scaling_sweep.json
     python -m utils.scaling --big        # more sizes and budgets, for a GPU
-    python -m utils.scaling --check      # retrain one stored point and compare
+    python -m utils.scaling --check      # retrain one stored point and compare (with --zipf: of that sweep)
+
+Data-parallel (``utils.distributed``): under ``torchrun`` every point trains on all the processes
+at once, each taking its share of the same global batch (the curve is one process's, up to float
+rounding), and only rank 0 prints and writes the file. One command per setting:
+
+    python -m utils.scaling --big                                           # one GPU
+    torchrun --standalone --nproc_per_node=N -m utils.scaling --big         # N GPUs on one machine
+    torchrun --nnodes=M --nproc_per_node=N --rdzv_id=sweep --rdzv_backend=c10d \
+             --rdzv_endpoint=HOST:PORT -m utils.scaling --big               # on each of M machines
+    torchrun --standalone --nproc_per_node=2 -m utils.scaling --widths 16 --steps 20 \
+             --out /tmp/sweep.json                                          # 2 CPU processes (gloo)
+
+``--widths``, ``--steps``, ``--batch-size`` and ``--n-layer`` replace parts of the grid (a small
+grid for a try-out; ``--widths``/``--steps`` drop the grid's extra points). ``--out`` writes
+somewhere else than the stored file. The global batch must be a multiple of the process count.
 
 Every point trains a fresh 2-layer GPT of width w for s steps with chapter 8's recipe (AdamW,
 warmup, cosine decay to 10%, each run's schedule sized to its own length, as Hoffmann et al. do),
@@ -30,22 +48,37 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .model import GPT, GPTConfig
 from .pretraining import SMALL_SENTENCES_PER_ROW, SMALL_TRAIN, WORLD_VOCAB_SIZE, WorldBatches, world_tokenizer
 from .tiny_world import World
 from .train import Trainer
 
-__all__ = ["SWEEP", "BIG_SWEEP", "eval_floor", "sweep_config", "train_point", "run_sweep", "load_sweep", "fit_scaling_law",
-           "fit_power_law", "predict", "compute_optimal", "isoflop_groups", "isoflop_minimum", "PUBLISHED"]
+__all__ = ["SWEEP", "ZIPF_SWEEP", "ZIPF_FLAT_SWEEP", "BIG_SWEEP", "sweep_world", "fact_recall", "ZIPF_FILE",
+           "ZIPF_FLAT_FILE", "RECALL_BANDS", "eval_floor", "sweep_config", "train_point", "run_sweep", "load_sweep",
+           "fit_scaling_law", "fit_power_law", "bootstrap_fit", "predict", "compute_optimal", "isoflop_groups",
+           "isoflop_minimum", "PUBLISHED"]
 
 #: The CPU sweep: every width x every budget, plus longer runs of the small models ("extra"), so that
 #: each isoFLOP line (equal C = 6ND) holds both a small model trained long and a big one trained short.
 SWEEP = {"widths": [16, 32, 64, 128], "steps": [50, 100, 200, 400, 800], "batch_size": 16, "n_layer": 2,
          "extra": [[16, 1600], [16, 3200], [16, 6400], [32, 1600], [32, 3200],
                    [8, 400], [8, 800], [8, 1600], [8, 3200], [8, 6400], [8, 12800], [16, 12800]]}
+#: The long-tailed sweep chapter 11 fits (``utils.long_tail.ZipfWorld``): subjects with Zipf
+#: frequencies, so each decade of size or data reaches further into the tail. The extra points
+#: train small models long, so that isoFLOP lines reach past their minimum on both sides.
+ZIPF_SWEEP = {"world": {"n_countries": 1000, "n_people": 4000, "exponent": 1.5},
+              "widths": [8, 16, 32, 64, 128], "steps": [100, 200, 400, 800, 1600, 3200], "batch_size": 16,
+              "n_layer": 2, "eval_batches": 32,
+              "extra": [[8, 6400], [8, 12800], [16, 6400], [16, 12800], [32, 6400]]}
+#: The same sweep, smaller, on a flatter tail (exponent 1.2): how the exponent moves the fits.
+ZIPF_FLAT_SWEEP = {**ZIPF_SWEEP, "world": {**ZIPF_SWEEP["world"], "exponent": 1.2},
+                   "widths": [8, 16, 32, 64], "steps": [200, 400, 800, 1600, 3200],
+                   "extra": [[8, 6400], [16, 6400]]}
 BIG_SWEEP = {"widths": [16, 32, 64, 128, 256, 384], "steps": [50, 100, 200, 400, 800, 1600, 3200],
              "batch_size": 32, "n_layer": 4, "extra": [[16, 6400], [32, 6400], [64, 6400]]}
 SWEEP_FILE = "scaling_sweep.json"
+ZIPF_FILE, ZIPF_FLAT_FILE = "scaling_zipf.json", "scaling_zipf_flat.json"
 #: Published fits, for comparison (Kaplan et al., 2020, eqs. 1.1-1.2; Hoffmann et al., 2022, eq. 10).
 PUBLISHED = {
     "kaplan": {"alpha_N": 0.076, "alpha_D": 0.095},
@@ -62,56 +95,164 @@ def sweep_config(width: int, n_layer: int = 2) -> GPTConfig:
                      n_embd=width)
 
 
+def sweep_world(world: dict | None = None) -> World:
+    """The world a sweep trains on: ``World(seed=0)``, or a ``ZipfWorld`` with the settings ``world``."""
+    if world is None:
+        return World(seed=0)
+    from .long_tail import ZipfWorld
+
+    return ZipfWorld(seed=0, **world)
+
+
 def train_point(width: int, steps: int, batch_size: int = 16, n_layer: int = 2, seed: int = 0,
-                device: str = "cpu") -> dict:
-    """Train one sweep point from scratch; returns N, D, C = 6ND, the validation loss and the time."""
-    world, tok = World(seed=0), world_tokenizer()
-    data = WorldBatches(world, tok, SMALL_SENTENCES_PER_ROW, batch_size, seed=seed)
+                device: str = "cpu", world: dict | None = None, eval_batches: int = 8) -> dict:
+    """Train one sweep point from scratch; returns N, D, C = 6ND, the validation loss and the time.
+
+    ``world`` (None: chapter 8's ``World``) gives ``ZipfWorld``'s settings; then the point also
+    records ``fact_recall`` of the trained model. Under torchrun the point trains data-parallel
+    over all processes; ``batch_size`` is the global batch and must be a multiple of their
+    number; ``device`` is this process's (e.g. "cuda:1").
+    """
+    distributed.check_global_batch(batch_size)
+    the_world, tok = sweep_world(world), world_tokenizer()
+    data = WorldBatches(the_world, tok, SMALL_SENTENCES_PER_ROW, batch_size, seed=seed)
     config = replace(SMALL_TRAIN, max_steps=steps, warmup_steps=max(1, steps // 10), eval_every=steps,
-                     eval_batches=8)
+                     eval_batches=eval_batches)
     torch.manual_seed(seed)
-    model = GPT(sweep_config(width, n_layer))
+    model = GPT(sweep_config(width, n_layer)).to(device)
     tokens = sum(int((data.get_batch("train", s)[1] != -100).sum()) for s in range(steps))
     start = time.perf_counter()
     history = Trainer(model, config, data.get_batch, device=device).fit(progress=False)
     n = model.num_params(non_embedding=True)
-    return {"width": width, "steps": steps, "N": n, "D": tokens, "C": 6 * n * tokens,
-            "loss": round(history.eval_loss[-1], 5), "seconds": round(time.perf_counter() - start, 1)}
+    point = {"width": width, "steps": steps, "N": n, "D": tokens, "C": 6 * n * tokens,
+             "loss": round(history.eval_loss[-1], 5), "seconds": round(time.perf_counter() - start, 1)}
+    if world is not None:
+        point["recall"] = fact_recall(model, the_world, tok)
+    return point
 
 
-def run_sweep(grid: dict = SWEEP, device: str = "cpu", verbose: bool = True) -> dict:
-    """Train every (width, steps) point of ``grid``; returns the results with their settings."""
-    world, tok = World(seed=0), world_tokenizer()
+#: Frequency bands of countries for ``fact_recall``: ranks 1-10, 11-30, ... (1 = most common).
+RECALL_BANDS = [(1, 10), (11, 30), (31, 100), (101, 300), (301, 1000)]
+
+
+@torch.no_grad()
+def fact_recall(model: GPT, world: World, tokenizer, bands=RECALL_BANDS) -> list[dict]:
+    """How well ``model`` completes "The capital of <country> is" with the right capital, by band.
+
+    For every country the answer is " <capital>." (several tokens). Per band of frequency ranks:
+    ``token_loss``, the mean loss per answer token (nats); ``token_accuracy``, the share of answer
+    tokens that are the model's top choice given the true tokens before them; ``exact``, the share
+    of countries whose whole answer is the top choice at every token, which is exactly when greedy
+    decoding writes the right capital. Exact match is the product-like metric of Schaeffer et al.
+    (2023); the per-token numbers are the smooth ones.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    bos = tokenizer.special_tokens["<|endoftext|>"]
+    countries = world.subjects("country")
+    rows = []
+    for country in countries:
+        prompt = tokenizer.encode_ordinary(f"The capital of {country} is")
+        answer = tokenizer.encode_ordinary(f" {world.countries[country]['capital']}.")
+        rows.append(([bos] + prompt, answer))
+    out = []
+    width = max(len(p) + len(a) for p, a in rows)
+    x = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, (p, a) in enumerate(rows):
+        x[i, :len(p) + len(a)] = torch.tensor(p + a)
+    logits = torch.cat([model(x[i:i + 256].to(device))[0].float().cpu() for i in range(0, len(rows), 256)])
+    logp = logits.log_softmax(-1)
+    per_country = []
+    for i, (p, a) in enumerate(rows):
+        positions = torch.arange(len(p) - 1, len(p) + len(a) - 1)
+        target = torch.tensor(a)
+        lp = logp[i, positions, target]
+        hit = logp[i, positions].argmax(-1) == target
+        per_country.append((-lp.sum().item(), len(a), int(hit.sum()), bool(hit.all())))
+    for lo, hi in bands:
+        chunk = per_country[lo - 1:min(hi, len(countries))]
+        if not chunk:
+            continue
+        tokens = sum(c[1] for c in chunk)
+        out.append({"ranks": [lo, hi], "token_loss": round(sum(c[0] for c in chunk) / tokens, 5),
+                    "token_accuracy": round(sum(c[2] for c in chunk) / tokens, 5),
+                    "exact": round(sum(c[3] for c in chunk) / len(chunk), 5)})
+    return out
+
+
+def _pairs(grid: dict) -> list[tuple[int, int]]:
+    return list(itertools.product(grid["widths"], grid["steps"])) + [tuple(p) for p in grid.get("extra", [])]
+
+
+def _train_pair(args: tuple) -> dict:
+    """One point in a worker process (``run_sweep(jobs=...)``), on one CPU thread."""
+    torch.set_num_threads(1)
+    return train_point(*args)
+
+
+def run_sweep(grid: dict = SWEEP, device: str = "cpu", verbose: bool = True, jobs: int = 1) -> dict:
+    """Train every (width, steps) point of ``grid``; returns the results with their settings.
+
+    ``jobs`` > 1 trains that many points at once in separate CPU processes of one thread each
+    (every point is seeded on its own, so the points do not depend on ``jobs`` beyond float
+    rounding); it cannot be combined with torchrun or a GPU.
+    """
+    world_settings, eval_batches = grid.get("world"), grid.get("eval_batches", 8)
+    world, tok = sweep_world(world_settings), world_tokenizer()
     start = time.perf_counter()
-    points = []
-    pairs = list(itertools.product(grid["widths"], grid["steps"])) + [tuple(p) for p in grid.get("extra", [])]
-    for width, steps in pairs:
-        points.append(train_point(width, steps, grid["batch_size"], grid["n_layer"], device=device))
-        p = points[-1]
-        if verbose:
-            print(f"width {width:>4}  steps {steps:>5}  N {p['N']:>9,}  D {p['D']:>10,}  loss {p['loss']:.4f}  "
-                  f"({p['seconds']} s)", flush=True)
-    return {"grid": grid, "floor": world.entropy_per_token(tok.encode_ordinary), "eval_floor": eval_floor(
-        batch_size=grid["batch_size"]), "torch": torch.__version__,
-            "device": device, "train_config": asdict(SMALL_TRAIN), "seconds": round(time.perf_counter() - start),
-            "points": points}
+    args = [(w, s, grid["batch_size"], grid["n_layer"], 0, device, world_settings, eval_batches)
+            for w, s in _pairs(grid)]
+
+    def report(p):
+        if verbose and distributed.is_main():
+            print(f"width {p['width']:>4}  steps {p['steps']:>5}  N {p['N']:>9,}  D {p['D']:>10,}  "
+                  f"loss {p['loss']:.4f}  ({p['seconds']} s)", flush=True)
+
+    if jobs > 1:
+        if device != "cpu" or distributed.world_size() > 1:
+            raise ValueError(f"jobs > 1 runs CPU processes; got jobs={jobs} with device {device!r} under "
+                             f"{distributed.world_size()} torchrun processes")
+        import concurrent.futures
+        import multiprocessing
+
+        order = sorted(range(len(args)), key=lambda i: -args[i][1] * (1 + args[i][0] / 32))  # longest first
+        points: list = [None] * len(args)
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_pair, args[i]): i for i in order}
+            for future in concurrent.futures.as_completed(futures):
+                points[futures[future]] = future.result()
+                report(points[futures[future]])
+    else:
+        points = []
+        for a in args:
+            points.append(train_point(*a))
+            report(points[-1])
+    result = {"grid": grid, "floor": world.entropy_per_token(tok.encode_ordinary),
+              "eval_floor": eval_floor(eval_batches, grid["batch_size"], world=world_settings),
+              "torch": torch.__version__, "device": device, "jobs": jobs, "train_config": asdict(SMALL_TRAIN),
+              "seconds": round(time.perf_counter() - start), "points": points}
+    if distributed.world_size() > 1:  # data-parallel: the kind of device ("cuda", not "cuda:1") and how many
+        result.update(device=torch.device(device).type, world_size=distributed.world_size())
+    return result
 
 
-def eval_floor(eval_batches: int = 8, batch_size: int = SWEEP["batch_size"], seed: int = 0) -> float:
+def eval_floor(eval_batches: int = 8, batch_size: int = SWEEP["batch_size"], seed: int = 0,
+               world: dict | None = None) -> float:
     """The entropy floor of the exact validation sentences the sweep evaluates on.
 
     The world's floor (``World.entropy_per_token``) is an average over all possible text; the
-    validation loss averages over 8 batches of sampled sentences, which can be a little easier
-    or harder than average. Their own floor is sum(-ln p(sentence)) / (tokens that carry loss),
-    batch by batch, averaged as ``Trainer.evaluate`` averages. No model can score below it.
+    validation loss averages over ``eval_batches`` batches of sampled sentences, which can be a
+    little easier or harder than average. Their own floor is sum(-ln p(sentence)) / (tokens that
+    carry loss), batch by batch, averaged as ``Trainer.evaluate`` averages. No model can score
+    below it. ``world`` is the sweep's world settings (None: ``World(seed=0)``).
     """
-    world, tok = World(seed=0), world_tokenizer()
-    data = WorldBatches(world, tok, SMALL_SENTENCES_PER_ROW, batch_size, seed=seed)
-    probs = dict(world.all_sentences())
+    the_world, tok = sweep_world(world), world_tokenizer()
+    data = WorldBatches(the_world, tok, SMALL_SENTENCES_PER_ROW, batch_size, seed=seed)
+    probs = dict(the_world.all_sentences())
     floors = []
     for i in range(eval_batches):
         rng = random.Random(data.seed * 1_000_003 + data.SEEDS["val"] * 7_919_993 + i)  # as get_batch draws
-        sentences = [world.sample_sentence(rng) for _ in range(SMALL_SENTENCES_PER_ROW * batch_size)]
+        sentences = [the_world.sample_sentence(rng) for _ in range(SMALL_SENTENCES_PER_ROW * batch_size)]
         y = data.get_batch("val", i)[1]
         tokens = int((y != -100).sum())
         if tokens != sum(len(tok.encode_ordinary(s + "\n")) for s in sentences):
@@ -121,8 +262,12 @@ def eval_floor(eval_batches: int = 8, batch_size: int = SWEEP["batch_size"], see
 
 
 def load_sweep(path: str | Path | None = None) -> dict:
-    """The stored sweep (or the one at ``path``)."""
-    path = Path(path) if path else Path(__file__).resolve().parent / "data" / SWEEP_FILE
+    """The stored sweep: ``SWEEP_FILE`` by default; a bare file name (``ZIPF_FILE``) is looked up in
+    ``utils/data``; any other path is read as it is."""
+    data = Path(__file__).resolve().parent / "data"
+    path = Path(path) if path else data / SWEEP_FILE
+    if path.name == str(path) and not path.exists():
+        path = data / path
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -141,13 +286,15 @@ def predict(params: dict, N=None, D=None):
     return out
 
 
-def fit_scaling_law(N, D, L, delta: float = 1e-3, fix_E: float | None = None) -> dict:
+def fit_scaling_law(N, D, L, delta: float = 1e-3, fix_E: float | None = None, start: dict | None = None) -> dict:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al., 2022, eq. 2) to measured points.
 
     As in their Appendix D.2: minimise the Huber loss (delta = 1e-3) between log L and the log of
     the prediction, written as LSE(a - alpha log N, b - beta log D, e) with A = e^a, B = e^b,
     E = e^e, with L-BFGS from a grid of starting points, keeping the best. ``N`` or ``D`` may be
     None to fit one variable only (then that term is left out). ``fix_E`` holds E fixed.
+    ``start`` (a fit's result) replaces the grid by that one starting point: much faster, for
+    refitting resampled points (``bootstrap_fit``).
     """
     L = torch.as_tensor(L, dtype=torch.float64)
     if L.numel() < 3 or bool((L <= 0).any()):
@@ -166,6 +313,9 @@ def fit_scaling_law(N, D, L, delta: float = 1e-3, fix_E: float | None = None) ->
     best = None
     starts = itertools.product([0.0, 10.0], [0.2, 0.8], [0.0, 10.0], [0.2, 0.8],
                                [-1.0, 0.0] if fix_E is None else [math.log(fix_E)])
+    if start is not None:
+        starts = [(math.log(start.get("A", 1.0)), start.get("alpha", 0.5), math.log(start.get("B", 1.0)),
+                   start.get("beta", 0.5), math.log(fix_E if fix_E is not None else start["E"]))]
     seen = set()
     for a0, al0, b0, be0, e0 in starts:
         key = (a0 if "N" in logs else 0, al0 if "N" in logs else 0, b0 if "D" in logs else 0,
@@ -205,6 +355,35 @@ def fit_scaling_law(N, D, L, delta: float = 1e-3, fix_E: float | None = None) ->
     if "D" in logs:
         params.update(B=math.exp(b), beta=beta)
     return params
+
+
+def bootstrap_fit(points: list[dict], n: int = 200, seed: int = 0, fix_E: float | None = None) -> dict:
+    """Bootstrap intervals for the joint fit: refit L(N, D) to ``n`` resamples of ``points``.
+
+    Each resample draws len(points) points with replacement (seeded) and is refitted from the
+    fit to all points. Returns the full fit and, for E, alpha, beta, the 2.5th and 97.5th
+    percentiles of the refits (a 95% interval) and the refits themselves. ``fix_E`` holds E
+    fixed in every fit (for a known floor).
+    """
+    if len(points) < 5:
+        raise ValueError(f"need at least 5 points to bootstrap, got {len(points)}")
+    full = fit_scaling_law([p["N"] for p in points], [p["D"] for p in points], [p["loss"] for p in points],
+                           fix_E=fix_E)
+    g = torch.Generator().manual_seed(seed)
+    refits = []
+    for _ in range(n):
+        idx = torch.randint(0, len(points), (len(points),), generator=g).tolist()
+        sample = [points[i] for i in idx]
+        try:
+            refits.append(fit_scaling_law([p["N"] for p in sample], [p["D"] for p in sample],
+                                          [p["loss"] for p in sample], fix_E=fix_E, start=full))
+        except RuntimeError:
+            continue
+    out = {"fit": full, "refits": refits}
+    for key in ("E", "alpha", "beta"):
+        values = torch.tensor([r[key] for r in refits], dtype=torch.float64)
+        out[key] = (torch.quantile(values, 0.025).item(), torch.quantile(values, 0.975).item())
+    return out
 
 
 def fit_power_law(x, y) -> tuple[float, float]:
@@ -269,34 +448,62 @@ def compute_optimal(params: dict, C) -> tuple:
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--big", action="store_true", help="the bigger grid (use a GPU)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / SWEEP_FILE)
+    parser.add_argument("--zipf", action="store_true", help="the long-tailed sweep of chapter 11 (ZIPF_SWEEP)")
+    parser.add_argument("--zipf-flat", action="store_true", help="the smaller sweep on a flatter tail")
+    parser.add_argument("--jobs", type=int, default=1, help="points trained at once in CPU processes")
+    parser.add_argument("--out", type=Path, help="where to write (default: the stored file in utils/data)")
     parser.add_argument("--check", action="store_true", help="retrain the smallest stored point and compare")
     parser.add_argument("--extra-only", action="store_true",
                         help="train only the grid's extra points and add them to the stored file")
+    parser.add_argument("--widths", type=int, nargs="+", help="these widths instead of the grid's (no extra points)")
+    parser.add_argument("--steps", type=int, nargs="+", help="these step counts instead of the grid's (no extra points)")
+    parser.add_argument("--batch-size", type=int, help="the global batch instead of the grid's")
+    parser.add_argument("--n-layer", type=int, help="the number of layers instead of the grid's")
     args = parser.parse_args(argv)
+    if args.zipf and args.zipf_flat:
+        parser.error("give --zipf or --zipf-flat, not both")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    name = ZIPF_FILE if args.zipf else ZIPF_FLAT_FILE if args.zipf_flat else SWEEP_FILE
+    args.out = args.out or Path(__file__).resolve().parent / "data" / name
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    from .device import get_device
+
+    kind = "cpu" if not args.big or args.check else get_device().type
+    with distributed.launched(kind) as ctx:  # under torchrun: join the process group (else one process)
+        return _run(args, kind if ctx.world_size == 1 else str(ctx.device), ctx.is_main)
+
+
+def _run(args, device: str, main: bool) -> int:
     if args.check:
         stored = load_sweep(args.out)
         point = stored["points"][0]
-        again = train_point(point["width"], point["steps"], stored["grid"]["batch_size"], stored["grid"]["n_layer"])
-        print(f"stored loss {point['loss']:.5f}, retrained {again['loss']:.5f}")
+        grid = stored["grid"]
+        again = train_point(point["width"], point["steps"], grid["batch_size"], grid["n_layer"],
+                            world=grid.get("world"), eval_batches=grid.get("eval_batches", 8))
+        if main:
+            print(f"stored loss {point['loss']:.5f}, retrained {again['loss']:.5f}")
         return 0 if abs(again["loss"] - point["loss"]) < 1e-3 else 1
-    from .device import get_device
-
-    device = "cpu" if not args.big else get_device().type
-    grid = BIG_SWEEP if args.big else SWEEP
+    grid = ZIPF_SWEEP if args.zipf else ZIPF_FLAT_SWEEP if args.zipf_flat else BIG_SWEEP if args.big else SWEEP
+    if args.widths or args.steps:
+        grid = {**grid, "widths": args.widths or grid["widths"], "steps": args.steps or grid["steps"], "extra": []}
+    if args.batch_size is not None:
+        grid = {**grid, "batch_size": args.batch_size}
+    if args.n_layer is not None:
+        grid = {**grid, "n_layer": args.n_layer}
     if args.extra_only:
         stored = load_sweep(args.out)
         done = {(p["width"], p["steps"]) for p in stored["points"]}
         todo = [p for p in grid["extra"] if tuple(p) not in done]
-        more = run_sweep({**grid, "widths": [], "steps": [], "extra": todo}, device=device)
+        more = run_sweep({**grid, "widths": [], "steps": [], "extra": todo}, device=device, jobs=args.jobs)
         stored["points"] += more["points"]
         stored["grid"], stored["seconds"] = grid, stored["seconds"] + more["seconds"]
         result = stored
     else:
-        result = run_sweep(grid, device=device)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out} ({result['seconds']} s)")
+        result = run_sweep(grid, device=device, jobs=args.jobs)
+    if main:  # under torchrun only rank 0 writes and prints
+        args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.out} ({result['seconds']} s)")
     return 0
 
 

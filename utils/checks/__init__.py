@@ -26,6 +26,7 @@ import os
 import site
 import sys
 import sysconfig
+import textwrap
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,8 @@ def report(q: Question, passed: bool, message: str, checker_error: bool = False)
     line = f"{mark} {q.id} ({q.title}), {q.points if passed else 0}/{q.points} points" + (
         "" if passed and not message else f": {message}"
     )
+    # Wrapped to the book's code column (88 characters), continuation lines indented.
+    line = textwrap.fill(line, 88, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
     record = {"id": q.id, "passed": bool(passed), "points": q.points if passed else 0,
               "max_points": q.points, "message": message}
     if checker_error:

@@ -87,7 +87,7 @@ def train(fn):
                     hint = (f": at that step {expected[first]} occurs {counts.get(expected[first])} times, "
                             f"your pair {counts.get(got[first], 0)}")
             raise Fail(f"on {text!r}, merge {first + 1} differs{hint}")
-    return "the classic aaabdaaabac example and the tie rule"
+    return "aaabdaaabac, and the tie rule"
 
 
 @question(QUESTIONS, "q4", "encode with learned merges", points=2)
@@ -102,7 +102,7 @@ def encode(fn):
         if got != expected:
             raise Fail(f"encode({text!r}) gave {got}, expected {expected}: start from the UTF-8 bytes and apply "
                        "merges in the order they were learned (merge k creates id 256 + k)")
-    return "applies merges in the order they were learned"
+    return "merges applied in learned order"
 
 
 @question(QUESTIONS, "q5", "decode ids to text", points=1)
@@ -119,7 +119,7 @@ def decode(fn):
                        "the whole byte string once (a Chinese character spans several tokens)")
     if call(fn, [0xE8], vocab) != "\ufffd":
         raise Fail("a lone byte that is not valid UTF-8 should become U+FFFD: use errors='replace'")
-    return "round-trips Chinese, emoji and control characters"
+    return "round-trips Chinese, emoji, control chars"
 
 
 @question(QUESTIONS, "q6", "how much more Chinese costs", points=2)
@@ -134,4 +134,4 @@ def chinese_ratio(ratio):
         raise Fail("you computed mixed / English-only; the question asks English-only / mixed (a number > 1)")
     if abs(ratio - expected) > 0.006:  # two correct decimals are enough
         raise Fail(f"got {ratio:.3f}; count len(tok.encode(paragraph)) with each tokenizer and divide")
-    return f"{expected:.2f}x as many tokens for the same Chinese paragraph"
+    return f"{expected:.2f}x as many tokens"

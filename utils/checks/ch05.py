@@ -80,7 +80,8 @@ def worked_weight(w):
     w = as_number(w, "w")
     if abs(w - weights[2, 2]) > 1e-3:
         raise Fail(f"got {w:.3f}; take row 3 (token (1, 1)) of softmax(X X^T / sqrt(2)), its third entry")
-    return f"{weights[2, 2]:.3f}: token 3 matches itself best (score sqrt(2))"
+    return (f"{weights[2, 2]:.3f}: with Q = K, token 3's score with itself (sqrt(2), its squared "
+            "length over sqrt(2)) is the largest in its row")
 
 
 @question(QUESTIONS, "q3", "the variance of unscaled scores", points=1)

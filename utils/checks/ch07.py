@@ -34,7 +34,7 @@ def count_params(fn):
         if got != expected:
             raise Fail(f"for n_layer={config.n_layer}, n_embd={config.n_embd}: got {got:,}, expected {expected:,}; "
                        "per block: attention (C*3C + 3C) + (C*C + C), MLP (C*4C + 4C) + (4C*C + C), 2 LayerNorms")
-    return "GPT-2 small 124,439,808; GPT-2 medium 354,823,168"
+    return "GPT-2 small has 124,439,808"
 
 
 @question(QUESTIONS, "q2", "the MLP's share of a block", points=1)
@@ -47,7 +47,7 @@ def mlp_share(share):
         if abs(share - mlp / block * 100) < 0.2:
             raise Fail("give a fraction between 0 and 1, not a percentage")
         raise Fail(f"got {share:.3f}; divide the MLP's parameters by the whole block's (attention, MLP, LayerNorms)")
-    return f"{mlp / block:.3f}: about two thirds"
+    return f"{mlp / block:.3f}: two thirds, per block"
 
 
 def _modules(seed=0):
@@ -98,4 +98,4 @@ def generate_greedy(fn):
     if not torch.equal(got, expected):
         raise Fail("different tokens: at every step take the logits of the LAST position, logits[:, -1, :], "
                    "pick the argmax and append it")
-    return "the same tokens as model.generate(greedy=True)"
+    return "matches model.generate"

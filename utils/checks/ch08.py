@@ -45,7 +45,7 @@ def make_row(fn):
             raise Fail(f"for sentences {sentences}, bos={bos}, block_size={block_size}: expected x={x}, y={y}, got "
                        f"x={gx}, y={gy}; take whole sentences while [bos] + sentences has at most block_size + 1 "
                        "tokens, then shift by one")
-    return "x = [bos] + whole sentences, y = the same shifted left, -100 on padding"
+    return "x = [bos] + sentences, y = x shifted left"
 
 
 @contextlib.contextmanager
@@ -96,7 +96,7 @@ def next_token_loss(fn):
     if not math.isclose(got, expected.item(), rel_tol=1e-4):
         raise Fail(f"got {got:.4f}, expected {expected.item():.4f}: the mean of -log softmax(logits)[target] over "
                    "the positions whose target is not -100")
-    return f"{got:.4f}, the same as F.cross_entropy(..., ignore_index=-100)"
+    return f"{got:.4f}, as F.cross_entropy gives"
 
 
 @question(QUESTIONS, "q3", "warmup and cosine decay", points=2)
@@ -132,7 +132,7 @@ def sentence_entropy(fn):
         if not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
             raise Fail(f"for probabilities {probs} and subject counts {counts}: expected {expected:.4f} nats, got "
                        f"{got:.4f}; add the template's entropy and the expected log of the number of subjects")
-    return "H(template) + sum p(t) log(subjects of t)"
+    return "H(template) + sum p(t) log n_t"
 
 
 @question(QUESTIONS, "q5", "one training step", points=2)
@@ -182,4 +182,4 @@ def floor_perplexity(value):
         raise Fail("perplexity is e to the loss in nats, not 2 to it")
     if not math.isclose(value, expected, rel_tol=1e-3):
         raise Fail(f"got {value:.3f}; the floor is {floor:.4f} nats/token; perplexity = exp(loss)")
-    return f"{expected:.3f}: the best model is, on average, as unsure as a choice among {expected:.2f} tokens"
+    return f"{expected:.3f}: as unsure as among {expected:.2f} tokens"

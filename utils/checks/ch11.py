@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from ..scaling import PUBLISHED, fit_power_law, predict
+from ..long_tail import zipf_probs
+from ..scaling import PUBLISHED, compute_optimal, fit_power_law, predict
 from . import Fail, as_array, as_number, call, question
 
 QUESTIONS: dict = {}
@@ -97,3 +98,47 @@ def exact_match(fn, threshold=None):
         if not math.isclose(as_number(threshold, "per_digit_for_half"), 0.5 ** (1 / 6), rel_tol=1e-3):
             raise Fail(f"per_digit_for_half = {threshold}: the per-digit accuracy p with p ** 6 = 0.5 is 0.5 ** (1/6)")
     return f"a 6-digit answer needs {0.5 ** (1 / 6):.3f} per digit to be right half the time"
+
+
+def _entropy(probs) -> float:
+    return -math.fsum(p * math.log(p) for p in probs if p > 0)
+
+
+@question(QUESTIONS, "q5", "the entropy of a Zipf tail", points=2)
+def zipf_entropy(fn):
+    for n, s in [(1, 1.0), (10, 0.0), (1000, 1.5), (4000, 1.2), (50, 3.0)]:
+        expected = _entropy(zipf_probs(n, s))
+        got = call(fn, n, s)
+        if got is None:
+            raise Fail("zipf_entropy returned None: did you forget `return`?")
+        got = as_number(got, f"zipf_entropy({n}, {s})")
+        if expected > 0 and math.isclose(got, expected / math.log(2), rel_tol=1e-6):
+            raise Fail("that is in bits: use the natural log (np.log), as losses are in nats")
+        weights = [r ** -s for r in range(1, n + 1)]
+        unnormalised = -math.fsum(w * math.log(w) for w in weights if w > 0)
+        if n > 1 and s > 0 and math.isclose(got, unnormalised, rel_tol=1e-6):
+            raise Fail("normalise first: p(r) = r**-s / sum_k k**-s, so the probabilities sum to 1")
+        if not math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
+            raise Fail(f"for n={n}, s={s}: expected {expected:.6f} nats, got {got:.6f}; "
+                       "H = -sum_r p(r) log p(r) with p(r) = r**-s / sum_k k**-s")
+    return (f"1000 subjects: {_entropy(zipf_probs(1000, 0.0)):.3f} nats if uniform, "
+            f"{_entropy(zipf_probs(1000, 1.5)):.3f} with s = 1.5 (a long tail is easier to predict on average)")
+
+
+@question(QUESTIONS, "q6", "the compute-optimal size of a fitted law", points=2)
+def optimal_split(fn):
+    H = PUBLISHED["hoffmann"]
+    cases = [(H, 5.76e23), (H, 1e21), ({"E": 0.4, "A": 30.0, "alpha": 0.5, "B": 200.0, "beta": 0.3}, 1e12)]
+    for params, C in cases:
+        n_exp, d_exp = (float(v) for v in compute_optimal(params, C))
+        n, d = _pair(call(fn, params, C), "optimal_split")
+        if math.isclose(n, d_exp, rel_tol=1e-4) and math.isclose(d, n_exp, rel_tol=1e-4):
+            raise Fail("you returned (D, N): return the pair (N_opt, D_opt)")
+        if not math.isclose(n * d * 6, C, rel_tol=1e-6):
+            raise Fail(f"for C={C:.3g}: 6 * N * D = {6 * n * d:.4g}; the pair must spend the whole budget, D = C / (6 N)")
+        if not math.isclose(n, n_exp, rel_tol=1e-4):
+            raise Fail(f"for C={C:.3g}: expected N_opt={n_exp:.4g}, got {n:.4g}; G = (alpha A / (beta B))^(1/(alpha+beta)), "
+                       "N_opt = G (C/6)^(beta/(alpha+beta))")
+    n, d = (float(v) for v in compute_optimal(H, 5.76e23))
+    return (f"the Chinchilla law's constants put Chinchilla's budget at N = {n / 1e9:.0f}B and "
+            f"{d / n:.0f} tokens per parameter")
