@@ -14,6 +14,7 @@ import numpy as np
 
 from ..long_tail import zipf_probs
 from ..scaling import PUBLISHED, compute_optimal, fit_power_law, predict
+from ..tiny_world import _entropy
 from . import Fail, as_array, as_number, call, question
 
 QUESTIONS: dict = {}
@@ -98,10 +99,6 @@ def exact_match(fn, threshold=None):
         if not math.isclose(as_number(threshold, "per_digit_for_half"), 0.5 ** (1 / 6), rel_tol=1e-3):
             raise Fail(f"per_digit_for_half = {threshold}: the per-digit accuracy p with p ** 6 = 0.5 is 0.5 ** (1/6)")
     return f"a 6-digit answer needs {0.5 ** (1 / 6):.3f} per digit to be right half the time"
-
-
-def _entropy(probs) -> float:
-    return -math.fsum(p * math.log(p) for p in probs if p > 0)
 
 
 @question(QUESTIONS, "q5", "the entropy of a Zipf tail", points=2)
