@@ -70,6 +70,11 @@ def test_cached_logits_equal_full_forward():
         first, _ = model(idx[:, :12], cache=cache)  # a prefix of several tokens
         rest, _ = model(idx[:, 12:], cache=cache)  # several new tokens at once (the masked branch)
     torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # one token at a time into buffers that must grow (3 -> 6 -> 12 -> 24 positions)
+        cache = KVCache(model.config.n_layer, capacity=3)
+        steps = [model(idx[:, t: t + 1], cache=cache)[0] for t in range(20)]
+    assert cache.length == 20 and cache.k[0].shape[2] == 24
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
 def test_attention_matches_a_manual_implementation():
@@ -183,3 +188,26 @@ def test_weights_fingerprint_sees_any_change():
     with torch.no_grad():
         b.transformer.h[0].mlp.c_fc.weight[0, 0] += 1e-7  # one weight, a tiny change
     assert weights_fingerprint(a) != weights_fingerprint(b)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_generate_with_a_stop_token_matches_generation_without_it(greedy):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**{**SMALL, "block_size": 32, "vocab_size": 5}))  # few ids: stops come early
+    prompt = torch.randint(0, 5, (6, 3))
+    g = lambda **kw: model.generate(prompt, 20, greedy=greedy, generator=torch.Generator().manual_seed(1), **kw)
+    full, stopped = g(), g(stop_token=2)
+    ends = [row.index(2) + 1 if 2 in row else 20 for row in full[:, 3:].tolist()]
+    assert stopped.shape[1] == 3 + max(ends)  # it ended when the last row stopped
+    for row_full, row_stopped in zip(full[:, 3:].tolist(), stopped[:, 3:].tolist()):
+        if 2 in row_full:  # the same tokens up to the first stop, then only stop tokens
+            first = row_full.index(2)
+            assert row_stopped[: first + 1] == row_full[: first + 1]
+            assert set(row_stopped[first:]) == {2}
+        else:
+            assert row_stopped == row_full
+    assert any(2 in row for row in full[:, 3:].tolist())  # the test saw at least one stop
+    if not greedy:
+        assert max(ends) < 20  # and, sampling, a generation that ended early
+    with pytest.raises(ValueError, match=r"stop_token must be an integer in \[0, 4\], got 5"):
+        model.generate(prompt, 2, stop_token=5)

@@ -194,3 +194,27 @@ def test_small_config_fits_its_rows(world, tok):
 
     data = WorldBatches(world, tok, sentences_per_row=SMALL_SENTENCES_PER_ROW, batch_size=2)
     assert data.max_tokens <= SMALL_CONFIG.block_size and SMALL_CONFIG.vocab_size == tok.vocab_size
+
+
+def test_fact_accuracy_is_greedy_generation(world, tok):
+    """fact_accuracy checks all facts with one teacher-forced pass per length; it must agree with
+    generating each fact greedily, on a model that gets some facts right and some wrong."""
+    from utils.sft import load_sft_model
+    from utils.tiny_world import FACT_SLOTS, TEMPLATES
+
+    model = load_sft_model()[0]  # fine-tuning made it forget some of the world's sentences
+    bos = tok.special_tokens["<|endoftext|>"]
+    by_generation = {}
+    for t, (template, _, kind) in enumerate(TEMPLATES):
+        right = 0
+        for subject in world.subjects(kind):
+            sentence = world.render(t, subject)
+            cut = sentence.rindex(" " + str(world.facts(kind, subject)[FACT_SLOTS[t]]))
+            ids = [bos] + tok.encode_ordinary(sentence[:cut])
+            target = tok.encode_ordinary(sentence[cut:])
+            out = model.generate(torch.tensor([ids]), len(target), greedy=True)[0, len(ids):].tolist()
+            right += out == target
+        by_generation[template] = right / len(world.subjects(kind))
+    assert 0 < min(by_generation.values()) < 1  # both outcomes occur
+    assert fact_accuracy(model, world, tok) == by_generation
+    assert model.training is False

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from pathlib import Path
 
 import pytest
 
@@ -50,7 +51,9 @@ def test_wheel_carries_the_stored_models_and_data(wheel):
     import zipfile
 
     names = set(zipfile.ZipFile(wheel).namelist())
-    for data in ("reference_model.pt", "world_tokenizer.json", "scaling_sweep.json", "parallel_zh.txt"):
+    stored = sorted(p.name for p in (Path(utils.__file__).parent / "data").iterdir() if p.suffix in (".pt", ".json", ".txt"))
+    assert {"reference_model.pt", "sft_model.pt", "world_tokenizer.json", "parallel_zh.txt"} <= set(stored)
+    for data in stored:  # every stored model and result file the chapters load
         assert f"utils/data/{data}" in names
     assert f"llm_core_concepts-{utils.__version__}.dist-info/METADATA" in names
 

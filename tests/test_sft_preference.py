@@ -9,7 +9,7 @@ import torch
 from utils.model import GPT, GPTConfig
 from utils.preference import RewardModel, bradley_terry_loss, dpo_loss, encode_pair, sequence_logprob
 from utils.pretraining import world_tokenizer
-from utils.sft import SFTBatches, chat_prompt, collate, encode_chat, split_subjects
+from utils.sft import SFT_TRAIN, SFTBatches, chat_prompt, collate, encode_chat, split_subjects
 from utils.tiny_world import World
 
 
@@ -114,7 +114,8 @@ def test_identical_preference_pair_is_an_error(tok):
 def test_answer_accuracy_exact_and_fact(tok, monkeypatch):
     import utils.sft as sft
 
-    monkeypatch.setattr(sft, "answer", lambda model, tokenizer, q: "She is 44.")  # a stand-in model
+    reply = tok.encode_ordinary("She is 44.") + [tok.special_tokens["<|endoftext|>"]]
+    monkeypatch.setattr(sft, "generate_replies", lambda model, tokenizer, qs: [([], reply)] * len(qs))  # a stand-in
     assert sft.answer_accuracy(None, tok, [("How old is Venka?", "She is 44.")]) == 1.0
     assert sft.answer_accuracy(None, tok, [("How old is Venka?", "He is 44.")]) == 0.0
     assert sft.answer_accuracy(None, tok, [("How old is Venka?", "He is 44.")], match="fact") == 1.0
@@ -150,3 +151,37 @@ def test_answer_text_cuts_at_the_end_token_then_the_newline(tok):
     assert answer_text(tok, ids) == "He is 44."
     assert answer_text(tok, tok.encode_ordinary("It exports wool.") + [eot]) == "It exports wool."
     assert answer_text(tok, [eot]) == ""
+
+
+def test_batched_replies_are_the_replies_one_question_at_a_time(tok):
+    """generate_replies batches prompts of equal length and stops at <|endoftext|>: the same greedy text
+    as ``answer`` (one question, no early stop) on the reference model, over questions of several lengths."""
+    from utils.pretraining import load_reference
+    from utils.sft import answer, answer_text, generate_replies, load_sft_model
+
+    questions = [q for q, _ in World(0).questions()][::9]
+    assert len({len(tok.encode(chat_prompt(q), allowed_special="all")) for q in questions}) > 2
+    model = load_sft_model()[0]  # chapter 9's model, which ends its replies
+    replies = generate_replies(model, tok, questions)
+    eot = tok.special_tokens["<|endoftext|>"]
+    assert sum(ids[-1:] == [eot] for _, ids in replies) > len(questions) / 2
+    assert [answer_text(tok, ids) for _, ids in replies] == [answer(model, tok, q) for q in questions]
+    base = load_reference()[0]  # a model that rarely ends them: the batch runs to max_new_tokens
+    assert [answer_text(tok, ids) for _, ids in generate_replies(base, tok, questions[:6])] == [
+        answer(base, tok, q) for q in questions[:6]]
+
+
+def test_the_stored_sft_model_is_chapter_9s_run(tok):
+    """utils/data/sft_model.pt is finetune_reference(seed=0) with today's settings, and it answers
+    like chapter 9's SFT model (regenerate with ``python -m utils.sft`` if a setting changes)."""
+    from dataclasses import asdict
+
+    from utils.sft import SFT_BATCH_SIZE, SFT_BLOCK_SIZE, answer_accuracy, load_sft_model
+
+    model, info = load_sft_model()
+    assert info["seed"] == 0 and info["train_config"] == asdict(SFT_TRAIN)
+    assert (info["block_size"], info["batch_size"]) == (SFT_BLOCK_SIZE, SFT_BATCH_SIZE)
+    assert info["eval_loss"][-1] < 0.05 < info["eval_loss"][0]
+    world = World(0)
+    tuned_on, _ = split_subjects(world, held_out_fraction=0.5, seed=0)
+    assert answer_accuracy(model, tok, world.questions(tuned_on)[::4]) >= 0.95

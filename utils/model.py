@@ -104,22 +104,36 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 # --- the KV cache ------------------------------------------------------------------------------
 
 class KVCache:
-    """Per-layer keys and values of the tokens seen so far, each (B, nh, T_past, hs)."""
+    """Per-layer keys and values of the tokens seen so far, each (B, nh, T_past, hs).
 
-    def __init__(self, n_layer: int):
+    They live in buffers with room for ``capacity`` positions (doubled when they fill up), so each
+    new token is written into its slot; appending with ``torch.cat`` would copy the whole past at
+    every token, O(T^2) copying over a generation. ``generate`` sizes the buffers once.
+    """
+
+    def __init__(self, n_layer: int, capacity: int = 0):
         self.k: list[torch.Tensor | None] = [None] * n_layer
         self.v: list[torch.Tensor | None] = [None] * n_layer
+        self.lengths = [0] * n_layer  # positions filled, per layer
+        self.capacity = capacity
 
     @property
     def length(self) -> int:
-        return 0 if self.k[0] is None else self.k[0].shape[2]
+        return self.lengths[0]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        if self.k[layer] is not None:
-            k = torch.cat([self.k[layer], k], dim=2)  # (B, nh, T_past + T, hs)
-            v = torch.cat([self.v[layer], v], dim=2)
-        self.k[layer], self.v[layer] = k, v
-        return k, v
+        """Append k, v (B, nh, T, hs) to this layer's past; return all keys and values so far."""
+        start, end = self.lengths[layer], self.lengths[layer] + k.shape[2]
+        old_k, old_v = self.k[layer], self.v[layer]
+        if old_k is None or end > old_k.shape[2] or old_k.dtype != k.dtype:
+            size = max(end, self.capacity, 2 * old_k.shape[2] if old_k is not None else 0)
+            B, nh, _, hs = k.shape
+            self.k[layer], self.v[layer] = k.new_empty(B, nh, size, hs), v.new_empty(B, nh, size, hs)
+            if start:
+                self.k[layer][:, :, :start], self.v[layer][:, :, :start] = old_k[:, :, :start], old_v[:, :, :start]
+        self.k[layer][:, :, start:end], self.v[layer][:, :, start:end] = k, v
+        self.lengths[layer] = end
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -279,13 +293,18 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, greedy: bool = False, generator: torch.Generator | None = None,
-                 use_cache: bool = True, crop: bool = False) -> torch.Tensor:
+                 use_cache: bool = True, crop: bool = False, stop_token: int | None = None) -> torch.Tensor:
         """Continue idx (B, T) by max_new_tokens tokens with chapter 1's sampler (utils.sampling_torch).
 
         ``crop=True`` keeps only the last block_size tokens when the context grows too long (this
         disables the cache, which cannot drop old positions); otherwise a too-long context is an error.
+        ``stop_token`` (e.g. ``<|endoftext|>``, Hugging Face's ``eos_token_id``): a row that has produced
+        it continues with copies of it, and generation ends early once every row has; each row's
+        tokens up to its first stop token are the same as without ``stop_token``.
         """
         max_new_tokens = check_int(max_new_tokens, "max_new_tokens", minimum=0)
+        if stop_token is not None:
+            stop_token = check_int(stop_token, "stop_token", minimum=0, maximum=self.config.vocab_size - 1)
         greedy, use_cache, crop = (check_bool(v, n) for v, n in ((greedy, "greedy"), (use_cache, "use_cache"),
                                                                  (crop, "crop")))
         _check_ids_tensor(idx, "idx")
@@ -298,8 +317,9 @@ class GPT(nn.Module):
                              "pass crop=True to keep only the last block_size tokens")
         was_training = self.training
         self.eval()  # no dropout while generating; restored below
-        cache = KVCache(self.config.n_layer) if use_cache and not crop else None
+        cache = KVCache(self.config.n_layer, capacity=idx.shape[1] + max_new_tokens) if use_cache and not crop else None
         next_input = idx
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)  # rows that have stopped
         for _ in range(max_new_tokens):
             with autocast_for(idx.device):  # bf16 on GPUs that support it, a no-op on CPU and MPS
                 if cache is None:
@@ -313,8 +333,13 @@ class GPT(nn.Module):
             else:
                 nxt = sampling_torch.sample_next(last, temperature, top_k, top_p, generator=generator)
             nxt = nxt.view(-1, 1) if torch.is_tensor(nxt) else torch.tensor([[nxt]], device=idx.device)
+            if stop_token is not None:
+                nxt = nxt.masked_fill(done.view(-1, 1), stop_token)
+                done |= nxt.view(-1) == stop_token
             idx = torch.cat([idx, nxt], dim=1)
             next_input = nxt
+            if stop_token is not None and bool(done.all()):
+                break
         self.train(was_training)
         return idx
 

@@ -286,21 +286,37 @@ def fact_accuracy(model: GPT, world: World, tokenizer: BPETokenizer, context: st
 
     For every template and every subject, the prompt is the sentence up to its fact (the part only
     memorisation can get right) and the model continues greedily. Defined in chapter 8.
+
+    A greedy continuation equals the target exactly when, at every position of the target, the
+    model's top token given the prompt and the target so far is the target's next token; so one
+    forward pass over prompt + target ("teacher forcing") checks it, for all sentences of one
+    length at once.
     """
+    from .device import autocast_for
+
     bos = tokenizer.special_tokens["<|endoftext|>"]
     device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
     result = {}
     for t, (template, _, kind) in enumerate(TEMPLATES):
-        right = 0
+        by_length: dict[int, list[tuple[list[int], int]]] = {}  # total length -> (ids, prompt length)
         for subject in world.subjects(kind):
             sentence = world.render(t, subject)
             value = str(world.facts(kind, subject)[FACT_SLOTS[t]])
             cut = sentence.rindex(" " + value)
-            ids = [bos] + tokenizer.encode_ordinary(context + sentence[:cut])
-            target = tokenizer.encode_ordinary(sentence[cut:])
-            out = model.generate(torch.tensor([ids], device=device), len(target), greedy=True)[0, len(ids):]
-            right += out.tolist() == target
+            prompt = [bos] + tokenizer.encode_ordinary(context + sentence[:cut])
+            ids = prompt + tokenizer.encode_ordinary(sentence[cut:])
+            by_length.setdefault(len(ids), []).append((ids, len(prompt)))
+        right = 0
+        for rows in by_length.values():
+            x = torch.tensor([ids[:-1] for ids, _ in rows], device=device)
+            with autocast_for(device):
+                logits, _ = model(x)
+            top = logits.float().argmax(dim=-1).tolist()
+            right += sum(top[i][n - 1:] == ids[n:] for i, (ids, n) in enumerate(rows))
         result[template] = right / len(world.subjects(kind))
+    model.train(was_training)
     return result
 
 

@@ -35,7 +35,7 @@ import torch
 
 from .bpe import BPETokenizer
 from .preference import pad_sequences, sequence_logprob
-from .sft import answer_text, chat_prompt, collate
+from .sft import answer_text, collate, generate_replies
 from .validation import check_real
 
 __all__ = ["sample_answers", "score_batch", "RLHFConfig", "RLHFLog", "rlhf", "answer_kl", "greedy_answers",
@@ -49,30 +49,13 @@ def sample_answers(model, tokenizer: BPETokenizer, questions: list[str], k: int 
     """k answers to each question: a list of (prompt ids, answer ids), question by question.
 
     An answer ends with ``<|endoftext|>`` (kept, as in training) or after ``max_new_tokens``.
-    Prompts of equal length are sampled together in one batch. Defined in chapter 10.
+    Prompts of equal length are sampled together in one batch (``utils.sft.generate_replies``).
+    Defined in chapter 10.
     """
-    if not questions:
-        raise ValueError("questions must not be empty")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    device = next(model.parameters()).device
-    eot = tokenizer.special_tokens["<|endoftext|>"]
-    prompts = [tokenizer.encode(chat_prompt(q), allowed_special="all") for q in questions]
-    out: list = [None] * (len(questions) * k)
-    by_length: dict[int, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_length.setdefault(len(p), []).append(i)
-    for length in sorted(by_length):
-        rows = [i for i in by_length[length] for _ in range(k)]
-        idx = torch.tensor([prompts[i] for i in rows], device=device)
-        new = model.generate(idx, max_new_tokens, temperature=temperature, greedy=greedy,
-                             generator=generator)[:, length:].tolist()
-        seen: dict[int, int] = {}
-        for i, ids in zip(rows, new):
-            j = seen.get(i, 0)
-            seen[i] = j + 1
-            out[i * k + j] = (prompts[i], ids[: ids.index(eot) + 1] if eot in ids else ids)
-    return out
+    settings = {"greedy": True} if greedy else {"temperature": temperature, "generator": generator}
+    return generate_replies(model, tokenizer, questions, k, max_new_tokens, **settings)
 
 
 def score_batch(samples: list[tuple[list[int], list[int]]], pad_id: int):

@@ -20,13 +20,15 @@ import random
 import torch
 
 from .bpe import BPETokenizer
+from .model import GPT
 from .tiny_world import World
 from .train import TrainConfig, Trainer
 from .validation import check_int
 
 __all__ = ["chat_prompt", "encode_chat", "collate", "SFTBatches", "answer", "answer_accuracy", "answer_text",
+           "generate_replies",
            "split_subjects", "relative_change",
-           "SFT_TRAIN", "SFT_BLOCK_SIZE", "SFT_BATCH_SIZE", "finetune_reference"]
+           "SFT_TRAIN", "SFT_BLOCK_SIZE", "SFT_BATCH_SIZE", "finetune_reference", "load_sft_model", "SFT_FILE"]
 
 
 def chat_prompt(question: str) -> str:
@@ -117,6 +119,39 @@ def answer(model, tokenizer: BPETokenizer, question: str, max_new_tokens: int = 
     return answer_text(tokenizer, model.generate(ids, max_new_tokens, **settings)[0, ids.shape[1]:].tolist())
 
 
+@torch.no_grad()
+def generate_replies(model, tokenizer: BPETokenizer, questions: list[str], k: int = 1, max_new_tokens: int = 24,
+                     **sampling) -> list[tuple[list[int], list[int]]]:
+    """k replies to each question in the chat template: (prompt ids, reply ids), question by question.
+
+    Greedy unless sampling settings (``temperature``, ``generator``, ...) are given. A reply ends
+    with ``<|endoftext|>`` (kept) or after ``max_new_tokens``. Prompts of equal length are generated
+    together in one batch, which stops once every reply in it has ended; a greedy reply is the
+    one ``answer`` gives. Defined in chapter 9 (chapter 10 samples with it).
+    """
+    if not questions:
+        raise ValueError("questions must not be empty")
+    k = check_int(k, "k", minimum=1)
+    device = next(model.parameters()).device
+    eot = tokenizer.special_tokens["<|endoftext|>"]
+    prompts = [tokenizer.encode(chat_prompt(q), allowed_special="all") for q in questions]
+    settings = sampling or {"greedy": True}
+    out: list = [None] * (len(questions) * k)
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_length.setdefault(len(p), []).append(i)
+    for length in sorted(by_length):
+        rows = [i for i in by_length[length] for _ in range(k)]
+        idx = torch.tensor([prompts[i] for i in rows], device=device)
+        new = model.generate(idx, max_new_tokens, stop_token=eot, **settings)[:, length:].tolist()
+        seen: dict[int, int] = {}
+        for i, ids in zip(rows, new):
+            j = seen.get(i, 0)
+            seen[i] = j + 1
+            out[i * k + j] = (prompts[i], ids[: ids.index(eot) + 1] if eot in ids else ids)
+    return out
+
+
 def answer_text(tokenizer: BPETokenizer, ids: list[int]) -> str:
     """The text of a generated reply: its tokens up to the first ``<|endoftext|>``, decoded, up to
     the first newline. Defined in chapter 9."""
@@ -136,9 +171,10 @@ def answer_accuracy(model, tokenizer: BPETokenizer, questions: list[tuple[str, s
     if match not in ("exact", "fact"):
         raise ValueError(f"match must be 'exact' or 'fact', got {match!r}")
     last = lambda text: text.rstrip(".").split()[-1:]  # noqa: E731
+    replies = generate_replies(model, tokenizer, [q for q, _ in questions])
     right = 0
-    for q, a in questions:
-        out = answer(model, tokenizer, q)
+    for (_, a), (_, ids) in zip(questions, replies):
+        out = answer_text(tokenizer, ids)
         right += out == a if match == "exact" else last(out) == last(a)
     return right / len(questions)
 
@@ -173,3 +209,43 @@ def finetune_reference(device=None, config: TrainConfig = SFT_TRAIN, seed: int =
     model, _ = load_reference(device)
     history = Trainer(model, config, data.get_batch).fit(progress=progress)
     return model, history
+
+
+SFT_FILE = "sft_model.pt"  # finetune_reference(seed=0), stored for chapter 10
+
+
+def load_sft_model(device=None) -> tuple[GPT, dict]:
+    """The stored result of ``finetune_reference(seed=0)`` (a fresh copy each call) and its record
+    (configs, seed, the validation losses by step, training time).
+
+    Chapter 10 starts from chapter 9's SFT model; loading it saves the chapter a 15-second run.
+    ``python -m utils.sft`` regenerates it. Defined in chapter 9."""
+    from .pretraining import load_checkpoint
+
+    return load_checkpoint(SFT_FILE, device)
+
+
+def _main(argv=None) -> int:
+    import argparse
+    import json
+    import time
+    from dataclasses import asdict
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="Train chapter 9's SFT model (seed 0) and store it for chapter 10.")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / SFT_FILE)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    start = time.perf_counter()
+    model, history = finetune_reference("cpu", seed=0)
+    info = {"model_config": asdict(model.config), "train_config": asdict(SFT_TRAIN), "seed": 0,
+            "block_size": SFT_BLOCK_SIZE, "batch_size": SFT_BATCH_SIZE,
+            "eval_steps": list(history.eval_steps), "eval_loss": list(history.eval_loss),
+            "train_seconds": round(time.perf_counter() - start, 1)}
+    torch.save({"model": model.state_dict(), "info": info}, args.out)
+    print(json.dumps({k: info[k] for k in ("eval_loss", "train_seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
