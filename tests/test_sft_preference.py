@@ -155,7 +155,8 @@ def test_answer_text_cuts_at_the_end_token_then_the_newline(tok):
 
 def test_batched_replies_are_the_replies_one_question_at_a_time(tok):
     """generate_replies batches prompts of equal length and stops at <|endoftext|>: the same greedy text
-    as ``answer`` (one question, no early stop) on the reference model, over questions of several lengths."""
+    as ``answer`` (one question, no early stop), for a model that ends its replies and one that does not,
+    over questions of several prompt lengths."""
     from utils.pretraining import load_reference
     from utils.sft import answer, answer_text, generate_replies, load_sft_model
 
@@ -172,8 +173,8 @@ def test_batched_replies_are_the_replies_one_question_at_a_time(tok):
 
 
 def test_the_stored_sft_model_is_chapter_9s_run(tok):
-    """utils/data/sft_model.pt is finetune_reference(seed=0) with today's settings, and it answers
-    like chapter 9's SFT model (regenerate with ``python -m utils.sft`` if a setting changes)."""
+    """utils/data/sft_model.pt records today's settings of finetune_reference(seed=0) and answers like
+    chapter 9's SFT model (regenerate with ``python -m utils.sft`` if a setting changes)."""
     from dataclasses import asdict
 
     from utils.sft import SFT_BATCH_SIZE, SFT_BLOCK_SIZE, answer_accuracy, load_sft_model

@@ -52,8 +52,6 @@ def sample_answers(model, tokenizer: BPETokenizer, questions: list[str], k: int 
     Prompts of equal length are sampled together in one batch (``utils.sft.generate_replies``).
     Defined in chapter 10.
     """
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
     settings = {"greedy": True} if greedy else {"temperature": temperature, "generator": generator}
     return generate_replies(model, tokenizer, questions, k, max_new_tokens, **settings)
 
