@@ -37,6 +37,30 @@ def test_fit_recovers_a_known_law():
     assert with_floor["E"] == 0.55 and with_floor["alpha"] == pytest.approx(0.4, rel=0.02)
 
 
+def test_the_fit_objective_gradient_is_what_autograd_computes():
+    from utils.scaling import _fit_objective, _huber
+
+    g = torch.Generator().manual_seed(0)
+    N, D = torch.logspace(3, 6, 12, dtype=torch.float64), torch.logspace(5, 8, 12, dtype=torch.float64)
+    log_L = (0.5 + 300 * N ** -0.7 + 900 * D ** -0.4).log()
+    for keys in (("N", "D"), ("N",), ("D",)):
+        logs = {k: v.log() for k, v in zip(("N", "D"), (N, D)) if k in keys}
+        for log_E in (None, torch.tensor(math.log(0.4), dtype=torch.float64)):
+            theta = (torch.tensor([5.0, 0.6, 6.0, 0.5, -1.0], dtype=torch.float64)
+                     + 0.3 * torch.randn(5, generator=g, dtype=torch.float64)).requires_grad_()
+            for delta in (1e-3, 10.0):  # the absolute and the squared branch of the Huber loss
+                loss, grad = _fit_objective(theta.detach(), logs, log_L, log_E, delta)
+                a, alpha, b, beta, e = theta
+                terms = [(log_E if log_E is not None else e).expand_as(log_L)]
+                terms += [a - alpha * logs["N"]] if "N" in logs else []
+                terms += [b - beta * logs["D"]] if "D" in logs else []
+                want = _huber(torch.logsumexp(torch.stack(terms), 0) - log_L, delta).sum()
+                (want_grad,) = torch.autograd.grad(want, theta)
+                assert loss.item() == pytest.approx(want.item(), rel=1e-12)
+                assert torch.allclose(grad, want_grad, rtol=1e-10, atol=1e-14), (keys, log_E, delta)
+                assert grad.abs().sum() > 0
+
+
 def test_fit_of_one_variable_and_the_log_log_line():
     N = torch.tensor([1e3, 1e4, 1e5, 1e6], dtype=torch.float64)
     L = 0.5 + 7.0 / N ** 0.3
@@ -126,6 +150,13 @@ def test_the_command_line_writes_a_small_grid_where_asked(tmp_path, capsys):
     assert sweep["device"] == "cpu" and "world_size" not in sweep  # one process: the stored format
     assert [(p["width"], p["steps"]) for p in sweep["points"]] == [(16, 3)]
     assert "wrote" in capsys.readouterr().out
+    # --missing-only trains only the points the file lacks, keeps the others as they are, and adds the new
+    first = sweep["points"][0]
+    assert _main(["--widths", "16", "--steps", "3", "4", "--batch-size", "2", "--missing-only", "--out", str(out)]) == 0
+    grown = json.loads(out.read_text(encoding="utf-8"))
+    assert [(p["width"], p["steps"]) for p in grown["points"]] == [(16, 3), (16, 4)]
+    assert grown["points"][0] == first and grown["grid"]["steps"] == [3, 4]
+    assert "steps     3" not in capsys.readouterr().out  # (16, 3) was not trained again
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         train_point(16, 3, batch_size=0)
 

@@ -1,8 +1,8 @@
 """Scaling laws measured on the tiny worlds: sweeps of models x token budgets, and the fits (chapter 11).
 
     python -m utils.scaling --zipf --jobs 2       # chapter 11's long-tailed sweep: utils/data/scaling_zipf.json
-                                                  # (41 minutes with 2 processes on a busy 2-core CPU)
-    python -m utils.scaling --zipf-flat --jobs 2  # the flatter tail: scaling_zipf_flat.json (9 minutes)
+                                                  # (about an hour with 2 processes on an idle 2-core CPU)
+    python -m utils.scaling --zipf-flat --jobs 2  # the flatter tail: scaling_zipf_flat.json (22 minutes)
     python -m utils.scaling              # chapter 8's uniform world (about 14 minutes): scaling_sweep.json
     python -m utils.scaling --big        # more sizes and budgets, for a GPU
     python -m utils.scaling --check      # retrain one stored point and compare (with --zipf: of that sweep)
@@ -20,7 +20,9 @@ rounding), and only rank 0 prints and writes the file. One command per setting:
 
 ``--widths``, ``--steps``, ``--batch-size`` and ``--n-layer`` replace parts of the grid (a small
 grid for a try-out; ``--widths``/``--steps`` drop the grid's extra points). ``--out`` writes
-somewhere else than the stored file. The global batch must be a multiple of the process count.
+somewhere else than the stored file; ``--missing-only`` trains only the grid's points that the file
+lacks and adds them (how the long runs joined the stored sweeps). The global batch must be a
+multiple of the process count.
 
 Every point trains a fresh 2-layer GPT of width w for s steps with chapter 8's recipe (AdamW,
 warmup, cosine decay to 10%, each run's schedule sized to its own length, as Hoffmann et al. do),
@@ -66,15 +68,20 @@ SWEEP = {"widths": [16, 32, 64, 128], "steps": [50, 100, 200, 400, 800], "batch_
                    [8, 400], [8, 800], [8, 1600], [8, 3200], [8, 6400], [8, 12800], [16, 12800]]}
 #: The long-tailed sweep chapter 11 fits (``utils.long_tail.ZipfWorld``): subjects with Zipf
 #: frequencies, so each decade of size or data reaches further into the tail. The extra points
-#: train small models long, so that isoFLOP lines reach past their minimum on both sides.
+#: train every width long (to 25,600 steps): isoFLOP lines then reach past their minimum on both
+#: sides, L(N) is measured with more data, and some runs come within a few per cent of the floor,
+#: which a fit needs to find it (chapter 11, section 11.5).
 ZIPF_SWEEP = {"world": {"n_countries": 1000, "n_people": 4000, "exponent": 1.5},
               "widths": [8, 16, 32, 64, 128], "steps": [100, 200, 400, 800, 1600, 3200], "batch_size": 16,
               "n_layer": 2, "eval_batches": 32,
-              "extra": [[8, 6400], [8, 12800], [16, 6400], [16, 12800], [32, 6400]]}
-#: The same sweep, smaller, on a flatter tail (exponent 1.2): how the exponent moves the fits.
+              "extra": [[8, 6400], [8, 12800], [16, 6400], [16, 12800], [32, 6400],
+                        [32, 12800], [64, 6400], [64, 12800], [128, 6400], [128, 12800],
+                        [8, 25600], [16, 25600], [32, 25600], [64, 25600], [128, 25600]]}
+#: The same sweep, smaller (no 100-step runs, fewer long ones), on a flatter tail (exponent 1.2):
+#: how the exponent moves the fits.
 ZIPF_FLAT_SWEEP = {**ZIPF_SWEEP, "world": {**ZIPF_SWEEP["world"], "exponent": 1.2},
-                   "widths": [8, 16, 32, 64], "steps": [200, 400, 800, 1600, 3200],
-                   "extra": [[8, 6400], [16, 6400]]}
+                   "widths": [8, 16, 32, 64, 128], "steps": [200, 400, 800, 1600, 3200],
+                   "extra": [[8, 6400], [8, 12800], [16, 6400], [16, 12800], [32, 6400]]}
 BIG_SWEEP = {"widths": [16, 32, 64, 128, 256, 384], "steps": [50, 100, 200, 400, 800, 1600, 3200],
              "batch_size": 32, "n_layer": 4, "extra": [[16, 6400], [32, 6400], [64, 6400]]}
 SWEEP_FILE = "scaling_sweep.json"
@@ -286,13 +293,39 @@ def predict(params: dict, N=None, D=None):
     return out
 
 
+def _fit_objective(theta: torch.Tensor, logs: dict, log_L: torch.Tensor, log_E, delta: float):
+    """The fit's objective and its gradient in theta = (a, alpha, b, beta, e).
+
+    The sum of Huber losses between log L and LSE(e, a - alpha log N, b - beta log D), with the
+    gradient written out (the derivative of logsumexp is softmax): what autograd computes
+    (tested), at a fraction of its overhead on these tiny tensors. ``log_E`` (a tensor) holds e
+    fixed; ``logs`` has "N", "D" or both.
+    """
+    a, alpha, b, beta, e = theta
+    terms = [(log_E if log_E is not None else e).expand_as(log_L)]
+    terms += [a - alpha * logs["N"]] if "N" in logs else []
+    terms += [b - beta * logs["D"]] if "D" in logs else []
+    stacked = torch.stack(terms)
+    r = torch.logsumexp(stacked, dim=0) - log_L
+    small = r.abs() <= delta
+    loss = _huber(r, delta).sum()
+    w = torch.softmax(stacked, dim=0) * torch.where(small, r, delta * r.sign())
+    grad = torch.zeros(5, dtype=torch.float64)
+    if log_E is None:
+        grad[4] = w[0].sum()
+    for row, (key, i) in zip(w[1:], [(k, i) for k, i in (("N", 0), ("D", 2)) if k in logs]):
+        grad[i], grad[i + 1] = row.sum(), -(row * logs[key]).sum()
+    return loss, grad
+
+
 def fit_scaling_law(N, D, L, delta: float = 1e-3, fix_E: float | None = None, start: dict | None = None) -> dict:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al., 2022, eq. 2) to measured points.
 
     As in their Appendix D.2: minimise the Huber loss (delta = 1e-3) between log L and the log of
     the prediction, written as LSE(a - alpha log N, b - beta log D, e) with A = e^a, B = e^b,
-    E = e^e, with L-BFGS from a grid of starting points, keeping the best. ``N`` or ``D`` may be
-    None to fit one variable only (then that term is left out). ``fix_E`` holds E fixed.
+    E = e^e, with L-BFGS (a history of 10 steps, scipy's default) from a grid of starting points,
+    keeping the best. ``N`` or ``D`` may be None to fit one variable only (then that term is left
+    out). ``fix_E`` holds E fixed.
     ``start`` (a fit's result) replaces the grid by that one starting point: much faster, for
     refitting resampled points (``bootstrap_fit``).
     """
@@ -311,6 +344,8 @@ def fit_scaling_law(N, D, L, delta: float = 1e-3, fix_E: float | None = None, st
     if fix_E is not None and not 0 < fix_E < float(L.min()):
         raise ValueError(f"fix_E must be in (0, min L = {float(L.min()):.4f}), got {fix_E}")
     best = None
+    log_L = L.log()
+    log_E = torch.tensor(math.log(fix_E), dtype=torch.float64) if fix_E is not None else None
     starts = itertools.product([0.0, 10.0], [0.2, 0.8], [0.0, 10.0], [0.2, 0.8],
                                [-1.0, 0.0] if fix_E is None else [math.log(fix_E)])
     if start is not None:
@@ -324,19 +359,10 @@ def fit_scaling_law(N, D, L, delta: float = 1e-3, fix_E: float | None = None, st
             continue
         seen.add(key)
         theta = torch.tensor([a0, al0, b0, be0, e0], dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=200, history_size=10, line_search_fn="strong_wolfe")
 
-        def objective(opt=opt, theta=theta):
-            opt.zero_grad()
-            a, alpha, b, beta, e = theta
-            e = torch.tensor(math.log(fix_E), dtype=torch.float64) if fix_E is not None else e
-            terms = [e.expand_as(L)]
-            if "N" in logs:
-                terms.append(a - alpha * logs["N"])
-            if "D" in logs:
-                terms.append(b - beta * logs["D"])
-            loss = _huber(torch.logsumexp(torch.stack(terms), dim=0) - L.log(), delta).sum()
-            loss.backward()
+        def objective(theta=theta):
+            loss, theta.grad = _fit_objective(theta.detach(), logs, log_L, log_E, delta)
             return loss
 
         try:
@@ -453,8 +479,8 @@ def _main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="points trained at once in CPU processes")
     parser.add_argument("--out", type=Path, help="where to write (default: the stored file in utils/data)")
     parser.add_argument("--check", action="store_true", help="retrain the smallest stored point and compare")
-    parser.add_argument("--extra-only", action="store_true",
-                        help="train only the grid's extra points and add them to the stored file")
+    parser.add_argument("--missing-only", action="store_true",
+                        help="train only the grid's points that the stored file lacks, and add them to it")
     parser.add_argument("--widths", type=int, nargs="+", help="these widths instead of the grid's (no extra points)")
     parser.add_argument("--steps", type=int, nargs="+", help="these step counts instead of the grid's (no extra points)")
     parser.add_argument("--batch-size", type=int, help="the global batch instead of the grid's")
@@ -491,10 +517,10 @@ def _run(args, device: str, main: bool) -> int:
         grid = {**grid, "batch_size": args.batch_size}
     if args.n_layer is not None:
         grid = {**grid, "n_layer": args.n_layer}
-    if args.extra_only:
+    if args.missing_only:
         stored = load_sweep(args.out)
         done = {(p["width"], p["steps"]) for p in stored["points"]}
-        todo = [p for p in grid["extra"] if tuple(p) not in done]
+        todo = [list(p) for p in _pairs(grid) if tuple(p) not in done]
         more = run_sweep({**grid, "widths": [], "steps": [], "extra": todo}, device=device, jobs=args.jobs)
         stored["points"] += more["points"]
         stored["grid"], stored["seconds"] = grid, stored["seconds"] + more["seconds"]
