@@ -1,7 +1,7 @@
 """Scaling laws measured on the tiny worlds: sweeps of models x token budgets, and the fits (chapter 11).
 
     python -m utils.scaling --zipf --jobs 2       # chapter 11's long-tailed sweep: utils/data/scaling_zipf.json
-                                                  # (about an hour with 2 processes on an idle 2-core CPU)
+                                                  # (1 to 1.5 hours with 2 processes on an idle 2-core CPU)
     python -m utils.scaling --zipf-flat --jobs 2  # the flatter tail: scaling_zipf_flat.json (22 minutes)
     python -m utils.scaling              # chapter 8's uniform world (about 14 minutes): scaling_sweep.json
     python -m utils.scaling --big        # more sizes and budgets, for a GPU
